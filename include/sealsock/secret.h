@@ -1,0 +1,80 @@
+// Secret: key material with one owner that wipes itself.
+//
+// Traffic secrets, AEAD keys and IVs live in a Secret: fixed capacity, stored inline (no heap),
+// wiped with sodium_memzero when destroyed, overwritten or moved from. It is inline on purpose:
+// the shim keeps session state in shared memory so that a forked child and its parent advance the
+// same sequence numbers (DESIGN I5), and a pointer to a private allocation (sodium_malloc included)
+// would not be shared. Copying is explicit (clone) so a secret never duplicates by accident.
+// Comparison is constant-time.
+//
+// Thread-safety: none (owned by one session). No allocation: safe in a hook.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace sealsock {
+
+class Secret {
+  public:
+    // Large enough for the largest TLS 1.3 hash in use (SHA-384: 48 bytes).
+    static constexpr std::size_t capacity = 64;
+
+    Secret() = default;
+    // Copies `bytes` in; bytes beyond capacity are a programming error and yield an empty secret.
+    explicit Secret(std::span<const std::uint8_t> bytes) { assign(bytes); }
+    ~Secret() { wipe(); }
+
+    Secret(const Secret&) = delete;
+    Secret& operator=(const Secret&) = delete;
+    Secret(Secret&& other) noexcept { take(other); }
+    Secret& operator=(Secret&& other) noexcept {
+        if (this != &other) take(other);
+        return *this;
+    }
+
+    [[nodiscard]] Secret clone() const { return Secret(view()); }
+
+    void assign(std::span<const std::uint8_t> bytes) {
+        wipe();
+        if (bytes.size() > capacity) return;
+        for (std::size_t i = 0; i < bytes.size(); ++i)
+            bytes_[i] = bytes[i];
+        size_ = bytes.size();
+    }
+
+    // Makes the secret n bytes long (contents unspecified) so a KDF can write into it.
+    [[nodiscard]] std::span<std::uint8_t> resize_for_write(std::size_t n) {
+        wipe();
+        if (n > capacity) return {};
+        size_ = n;
+        return {bytes_, n};
+    }
+
+    void wipe() {
+        sodium_memzero(bytes_, sizeof bytes_);
+        size_ = 0;
+    }
+
+    [[nodiscard]] std::span<const std::uint8_t> view() const { return {bytes_, size_}; }
+    [[nodiscard]] std::size_t size() const { return size_; }
+    [[nodiscard]] bool empty() const { return size_ == 0; }
+
+    [[nodiscard]] bool equals(std::span<const std::uint8_t> other) const {
+        return other.size() == size_ && sodium_memcmp(bytes_, other.data(), size_) == 0;
+    }
+
+  private:
+    void take(Secret& other) {
+        assign(other.view());
+        other.wipe();
+    }
+
+    std::uint8_t bytes_[capacity] = {};
+    std::size_t size_ = 0;
+};
+
+}  // namespace sealsock
