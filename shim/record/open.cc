@@ -47,6 +47,7 @@ RecordHead RecordOpener::inspect(ByteView in) {
                           ? "peer sent an unprotected alert after the handshake"
                           : "peer sent a record that is not TLS 1.3 application_data");
     // RFC 8446 5.2: "legacy_record_version: The legacy_record_version field is always 0x0303."
+    // (decode_error, as OpenSSL 3 answers the same record.)
     if (version != legacy_record_version)
         return reject(Alert::decode_error, "record has a legacy version other than 0x0303");
     // RFC 8446 5.2: "The length MUST NOT exceed 2^14 + 256 bytes. An endpoint that receives a
@@ -198,7 +199,8 @@ OpenOutcome RecordOpener::on_alert(std::size_t consumed, ByteView message) {
         o.consumed = consumed;
         return o;
     }
-    // RFC 8446 6.1: user_canceled "is generally a warning"; it asks for nothing and is ignored.
+    // RFC 8446 6.1, user_canceled: "This alert generally has AlertLevel=warning." It ends nothing
+    // by itself (a close_notify follows), so it is ignored, within the non-data cap.
     if (description == static_cast<std::uint8_t>(Alert::user_canceled)) return non_data(consumed);
     // RFC 8446 6.2: "Upon transmission or receipt of a fatal alert message, both parties MUST
     // immediately close the connection." In TLS 1.3 every other alert is fatal, whatever its

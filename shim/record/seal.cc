@@ -67,8 +67,9 @@ std::size_t RecordSealer::seal_record(ContentType type, ByteView content, Mutabl
 }
 
 std::size_t RecordSealer::seal_alert(Alert alert, MutableByteView out) {
-    // RFC 8446 6: alerts are sent with AlertLevel warning for close_notify and user_canceled and
-    // fatal otherwise; "the 'level' field can safely be ignored" by the receiver.
+    // RFC 8446 6: "In TLS 1.3, the severity is implicit in the type of alert being sent, and the
+    // "level" field can safely be ignored." Levels are still sent as TLS 1.2 peers expect them:
+    // warning for close_notify and user_canceled, fatal for everything else.
     const bool warning = alert == Alert::close_notify || alert == Alert::user_canceled;
     const std::array<std::uint8_t, 2> message = {static_cast<std::uint8_t>(warning ? 1 : 2),
                                                  static_cast<std::uint8_t>(alert)};
@@ -81,8 +82,8 @@ std::size_t RecordSealer::send_key_update(MutableByteView out, std::uint64_t now
     const std::array<std::uint8_t, 5> message = {
         static_cast<std::uint8_t>(HandshakeType::key_update), 0, 0, 1,
         static_cast<std::uint8_t>(ask_peer_ ? 1 : 0)};
-    // "[The sender] MUST send a KeyUpdate message ... prior to sending ... with the old key and
-    // then update its sending key", so the KeyUpdate is the last record under the old key.
+    // RFC 8446 4.6.3: "After sending a KeyUpdate message, the sender SHALL send all its traffic
+    // using the next generation of keys": the KeyUpdate is the last record under the old key.
     const std::size_t n = seal_record(ContentType::handshake, message, out);
     if (n == 0) return 0;
     if (!traffic_.update()) {

@@ -23,7 +23,8 @@ class Traffic {
                                   Aead::Mode mode);
 
     // KeyUpdate (RFC 8446 7.2): the next application traffic secret, its key and IV, and
-    // "the sequence number ... reset to zero" (5.3). False on failure; the old key is then gone
+    // sequence number 0 (5.3: "Each sequence number is set to zero at the beginning of a
+    // connection and whenever the key is changed"). False on failure; the old key is then gone
     // too, so a failed update can never lead to reuse.
     [[nodiscard]] bool update();
 

@@ -1,5 +1,6 @@
 // Builds protected records that RecordSealer would never produce (padding, other inner types,
-// odd headers) with real keys, so the opener's checks can be exercised one by one.
+// odd headers) with real keys, so the opener's checks can be exercised one by one. Used by the
+// unit tests and the fuzz targets; throws std::runtime_error if OpenSSL fails.
 #pragma once
 
 #include "support/common.h"

@@ -1,0 +1,22 @@
+# Fails when the unit-test binary has a test suite that tests/CMakeLists.txt does not register
+# with ctest (or the reverse), so no test can silently stop running.
+execute_process(COMMAND ${UNIT_TESTS} --list-test-suites --no-intro --no-version
+                OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "listing test suites failed")
+endif()
+string(REPLACE "\n" ";" lines "${out}")
+set(found "")
+foreach(line IN LISTS lines)
+    if(line MATCHES "^[a-z_]+\\.[a-z_.]+$")
+        list(APPEND found ${line})
+    endif()
+endforeach()
+list(SORT found)
+set(expected ${EXPECTED})
+list(SORT expected)
+if(NOT found STREQUAL expected)
+    message(FATAL_ERROR "unit test suites in the binary: ${found}\nregistered with ctest: ${expected}")
+endif()
+list(LENGTH found n)
+message(STATUS "all ${n} unit test suites registered")
