@@ -96,6 +96,9 @@ class Writer {
         pos_ += b.size();
     }
 
+    // Marks the output as failed (for a value that cannot be encoded at all).
+    void fail() { ok_ = false; }
+
     // Reserves n bytes to be filled later (for example by an AEAD) and returns them.
     [[nodiscard]] MutableByteView claim(std::size_t n) {
         if (!reserve(n)) return {};

@@ -78,3 +78,51 @@ class Secret {
 };
 
 }  // namespace sealsock
+
+namespace sealsock {
+
+// SecureBuffer: variable-size secret storage in libsodium guarded, locked memory, for material
+// that is large or long-lived and private to one process: passphrases, private-key PEM text in
+// the agent. Wiped and unmapped on destruction. Allocation may fail (empty buffer); callers test
+// valid(). Initialises libsodium itself if nobody has (sodium_malloc aborts otherwise).
+class SecureBuffer {
+  public:
+    SecureBuffer() = default;
+    explicit SecureBuffer(std::size_t size) {
+        if (size == 0 || sodium_init() < 0) return;
+        data_ = sodium_malloc(size);
+        size_ = data_ != nullptr ? size : 0;
+    }
+    ~SecureBuffer() { sodium_free(data_); }
+    SecureBuffer(const SecureBuffer&) = delete;
+    SecureBuffer& operator=(const SecureBuffer&) = delete;
+    SecureBuffer(SecureBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
+        other.data_ = nullptr;
+        other.size_ = 0;
+    }
+    SecureBuffer& operator=(SecureBuffer&& other) noexcept {
+        if (this != &other) {
+            sodium_free(data_);
+            data_ = other.data_;
+            size_ = other.size_;
+            other.data_ = nullptr;
+            other.size_ = 0;
+        }
+        return *this;
+    }
+
+    [[nodiscard]] bool valid() const { return data_ != nullptr; }
+    [[nodiscard]] std::size_t size() const { return size_; }
+    [[nodiscard]] std::uint8_t* data() { return static_cast<std::uint8_t*>(data_); }
+    [[nodiscard]] const std::uint8_t* data() const {
+        return static_cast<const std::uint8_t*>(data_);
+    }
+    [[nodiscard]] std::span<std::uint8_t> span() { return {data(), size_}; }
+    [[nodiscard]] std::span<const std::uint8_t> view() const { return {data(), size_}; }
+
+  private:
+    void* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace sealsock

@@ -40,3 +40,16 @@ TEST_SUITE("common.secret") {
         CHECK(s.resize_for_write(48).size() == 48);
     }
 }
+
+TEST_SUITE("common.secret") {
+    TEST_CASE("SecureBuffer: guarded memory, moved not copied") {
+        SecureBuffer a(32);
+        REQUIRE(a.valid());
+        CHECK(a.size() == 32);
+        a.data()[0] = 7;
+        SecureBuffer b = std::move(a);
+        CHECK_FALSE(a.valid());  // NOLINT(bugprone-use-after-move)
+        CHECK(b.data()[0] == 7);
+        CHECK_FALSE(SecureBuffer(0).valid());
+    }
+}
