@@ -44,15 +44,22 @@ Forged forge_records(const SuiteParams& suite, ByteView secret, Reader in) {
         // Mostly meaningful inner types, sometimes anything.
         static constexpr std::uint8_t types[] = {21, 22, 23, 23, 22, 20, 0};
         const std::uint8_t inner = type < 224 ? types[type % 7] : type;
-        f.starts.push_back(f.wire.size());
-        f.is_data.push_back(inner == 23);
-        f.data.emplace_back(content.begin(), content.end());
+        // What a receiver sees (RFC 8446 5.4): the last non-zero byte of content || type is the
+        // type, so a forged type of 0 makes the content's own last non-zero byte the type.
+        std::vector<std::uint8_t> seen(content.begin(), content.end());
+        seen.push_back(inner);
+        while (!seen.empty() && seen.back() == 0)
+            seen.pop_back();
+        const std::uint8_t seen_type = seen.empty() ? 0 : seen.back();
+        if (!seen.empty()) seen.pop_back();
         const auto rec = forge.record(inner, content, {.padding = padding % 32u});
+        f.starts.push_back(f.wire.size());
+        f.is_data.push_back(seen_type == 23);
         f.wire.insert(f.wire.end(), rec.begin(), rec.end());
-        // A KeyUpdate message switches the forge's key after its record, as a peer would.
-        if (inner == 22 && content.size() == 5 && content[0] == 24 && content[1] == 0 &&
-            content[2] == 0 && content[3] == 1 && content[4] <= 1)
-            forge.update();
+        // A KeyUpdate alone in its record switches the forge's key after it, as a peer would.
+        static const std::vector<std::uint8_t> key_update[] = {{24, 0, 0, 1, 0}, {24, 0, 0, 1, 1}};
+        if (seen_type == 22 && (seen == key_update[0] || seen == key_update[1])) forge.update();
+        f.data.push_back(std::move(seen));
     }
     return f;
 }
