@@ -10,8 +10,10 @@
 #   - a server from another CA, an expired server certificate, a wrong server name: refused;
 #   - a pipe instead of a socket, a malformed frame, another uid (setpriv nobody): refused, and
 #     the agent keeps serving;
-#   - lock, a wrong passphrase, unlock; 200 loopback pairs through the agent at once with 8
-#     stalled peers that time out; background start, second start, stop.
+#   - lock, a wrong passphrase, unlock (from a descriptor and through SEALSOCK_ASKPASS), the key
+#     lifetime, a certificate renewed on disk, identities restricted to one program;
+#   - 200 loopback pairs through the agent at once with 8 stalled peers that time out;
+#   - background start, second start, stop; the sealsock wrapper's pki and default config.
 # Usage: 30-agent.sh PATH/TO/sealsock-agent PATH/TO/agent_probe
 set -euo pipefail
 
@@ -265,6 +267,43 @@ check "SEALSOCK_AGENT_SOCK reaches it" "$agent_bin" status
 check "stop the background agent" "$agent_bin" --stop
 for _ in $(seq 50); do kill -0 "$SEALSOCK_AGENT_PID" 2>/dev/null || break; sleep 0.1; done
 check "the background agent exited" bash -c "! kill -0 $SEALSOCK_AGENT_PID 2>/dev/null"
+
+# --- lifetime, reload on change, program restriction, askpass ----------------------------------
+sock2=$run/second.sock
+cp "$pki/server.pem" "$work/renewing.pem"
+cp "$pki/server.key" "$work/renewing.key"
+"$agent_bin" --foreground --socket "$sock2" --trust "$pki/ca.pem" --lifetime 2 \
+    --identity alice --cert "$pki/alice.pem" --key "$pki/alice-enc.key" \
+    --allow-program "$(readlink -f "$probe")" \
+    --identity renewing --cert "$work/renewing.pem" --key "$work/renewing.key" \
+    --identity pinned --cert "$pki/bob.pem" --key "$pki/bob.key" --allow-program /bin/true \
+    2>>"$work/agent.log" &
+pids+=($!)
+for _ in $(seq 50); do [[ -S $sock2 ]] && break; sleep 0.1; done
+printf '#!/bin/sh\necho correct-horse\n' >"$work/askpass"
+chmod 700 "$work/askpass"
+check "unlock through SEALSOCK_ASKPASS" bash -c \
+    "SEALSOCK_ASKPASS='$work/askpass' '$agent_bin' unlock --socket '$sock2' </dev/null &&
+     '$agent_bin' status --socket '$sock2' | grep -qx 'locked: no'"
+server_rev "$pki/server.pem" "$pki/server.key"
+check "an identity restricted to a program serves that program" bash -c \
+    "'$probe' --socket '$sock2' client --connect 127.0.0.1:$port --server-name localhost \
+     --identity alice --line ok | grep -qx 'reply: ko'"
+server_rev "$pki/server.pem" "$pki/server.key"
+check "an identity restricted to another program is refused" bash -c \
+    "out=\$('$probe' --socket '$sock2' client --connect 127.0.0.1:$port --server-name localhost \
+     --identity pinned --line x); [[ \$? -eq 3 ]] && grep -q 'agent: program_not_allowed: .*agent_probe' <<<\"\$out\""
+kill "$peer_pid" 2>/dev/null || true
+# Renew the certificate in place (here: another certificate and key under the same names).
+cp "$pki/bob.pem" "$work/renewing.pem"
+cp "$pki/bob.key" "$work/renewing.key"
+sleep 3
+check "a certificate renewed on disk is picked up without a restart" bash -c \
+    "'$agent_bin' status --socket '$sock2' | grep -q '^identity: renewing CN=bob '"
+check "the lifetime ran out: keys from encrypted files are forgotten" bash -c \
+    "'$agent_bin' status --socket '$sock2' | grep -qx 'locked: yes' &&
+     grep -q 'lifetime of 2 s ran out' '$work/agent.log'"
+"$agent_bin" stop --socket "$sock2" >/dev/null
 
 # --- the sealsock wrapper: pki, default config directory, agent -------------------------------
 sealsock=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../scripts" && pwd)/sealsock
