@@ -97,6 +97,11 @@ issue ca alice /CN=alice "$client_ext"
 issue ca bob /CN=bob "$client_ext"
 issue otherca rogue /CN=localhost "$server_ext"
 issue ca old /CN=localhost "$server_ext" 20200101000000Z 20200201000000Z
+# A chain: root ca -> intermediate -> "chained" (a server certificate for localhost).
+issue ca inter "/CN=sealsock test intermediate" 'basicConstraints=critical,CA:TRUE,pathlen:0
+keyUsage=critical,keyCertSign,cRLSign'
+issue inter chained /CN=localhost "$server_ext"
+cat "$pki/chained.pem" "$pki/inter.pem" >"$pki/chained-full.pem"
 # alice's key once more, encrypted, for lock and unlock.
 q pkcs8 -topk8 -v2 aes-256-cbc -in "$pki/alice.key" -passout pass:correct-horse \
     -out "$pki/alice-enc.key"
@@ -110,6 +115,7 @@ printf 'correct-horse\n' >"$work/pass"
     --identity alice --cert "$pki/alice.pem" --key "$pki/alice-enc.key" \
     --identity server --cert "$pki/server.pem" --key "$pki/server.key" \
     --identity bob --cert "$pki/bob.pem" --key "$pki/bob.key" \
+    --identity chained --cert "$pki/chained-full.pem" --key "$pki/chained.key" \
     --passphrase-fd 3 3<"$work/pass" 2>"$work/agent.log" &
 pids+=($!)
 for _ in $(seq 50); do [[ -S $sock ]] && break; sleep 0.1; done
@@ -159,7 +165,7 @@ sealed_server() {
 # s_client_line PORT CERT KEY LINE [SUITE]: sends LINE, prints what comes back.
 s_client_line() {
     { printf '%s\n' "$4"; sleep 1; } | timeout 10 "$openssl" s_client -connect "127.0.0.1:$1" \
-        -servername localhost -CAfile "$pki/ca.pem" -cert "$2" -key "$3" -quiet \
+        -servername localhost -CAfile "$pki/ca.pem" -verify_return_error -cert "$2" -key "$3" -quiet \
         ${5:+-ciphersuites "$5"} 2>&1 || true
 }
 for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256; do
@@ -170,6 +176,35 @@ for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305
         bash -c "grep -q '$(printf 'hello %s' "$suite" | rev)' <<<'$reply' &&
                  grep -qx 'suite: $suite' '$work/srv.out' && grep -qx 'peer: CN=alice' '$work/srv.out'"
 done
+
+# --- certificate chains and IPv6 ---------------------------------------------------------------
+out=$work/s_server.chain
+"$openssl" s_server -accept 127.0.0.1:0 -cert "$pki/chained.pem" -key "$pki/chained.key" \
+    -cert_chain "$pki/inter.pem" -CAfile "$pki/ca.pem" -Verify 2 -rev -naccept 1 >"$out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q '^ACCEPT' "$out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/^ACCEPT 127.0.0.1:\([0-9]*\).*/\1/p' "$out")
+check "client role: a server certified through an intermediate CA is verified to the root" \
+    bash -c "'$probe' --socket '$sock' client --connect 127.0.0.1:$port --server-name localhost \
+             --identity alice --line chain | grep -qx 'reply: niahc'"
+rm -f "$work/port"
+p server --port-file "$work/port" --identity chained --service echo --allow cn:alice \
+    >"$work/chain-srv.out" 2>&1 &
+peer_pid=$!
+pids+=("$peer_pid")
+for _ in $(seq 50); do [[ -s $work/port ]] && break; sleep 0.1; done
+reply=$(s_client_line "$(cat "$work/port")" "$pki/alice.pem" "$pki/alice.key" "sent chain")
+wait "$peer_pid" || true
+check "server role: our intermediate is sent, so s_client verifies us to the root" \
+    bash -c "grep -q 'niahc tnes' <<<'$reply'"
+out=$work/s_server.v6
+"$openssl" s_server -accept '[::1]:0' -cert "$pki/server.pem" -key "$pki/server.key" \
+    -CAfile "$pki/ca.pem" -Verify 2 -rev -naccept 1 >"$out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q '^ACCEPT' "$out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/^ACCEPT \[::1\]:\([0-9]*\).*/\1/p' "$out")
+check "client role over IPv6" bash -c "'$probe' --socket '$sock' client --connect '[::1]:$port' \
+    --server-name localhost --identity alice --line six | grep -qx 'reply: xis'"
 
 # --- access list ------------------------------------------------------------------------------
 sealed_server "$work/denied.out" --allow cn:alice

@@ -18,6 +18,7 @@
 //
 // Agent refusals print "agent: CODE: message" and exit 3; other failures exit 1.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -191,15 +192,21 @@ class Sealed {
     std::vector<std::uint8_t> in_;
 };
 
+// Connects to "HOST:PORT" or "[V6]:PORT".
 int tcp_connect(const std::string& hostport) {
     const auto colon = hostport.rfind(':');
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(hostport.substr(colon + 1))));
-    inet_pton(AF_INET, hostport.substr(0, colon).c_str(), &a.sin_addr);
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-        die("cannot connect to " + hostport + ": " + std::strerror(errno));
+    std::string host = hostport.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    addrinfo* ai = nullptr;
+    if (::getaddrinfo(host.c_str(), hostport.substr(colon + 1).c_str(), &hints, &ai) != 0)
+        die("bad address " + hostport);
+    const int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool ok = fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    ::freeaddrinfo(ai);
+    if (!ok) die("cannot connect to " + hostport + ": " + std::strerror(errno));
     return fd;
 }
 
