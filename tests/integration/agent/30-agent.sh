@@ -282,10 +282,38 @@ check "after unlock the handshake works again" bash -c \
 
 # --- many at once -----------------------------------------------------------------------------
 ulimit -n 4096
+agent_pid=${pids[0]}
+fds_before=$(ls /proc/"$agent_pid"/fd | wc -l)
 check "200 pairs at once complete while 8 stalled peers time out" \
     p pairs --pairs 200 --stall 8 --timeout-ms 3000 --client-identity alice \
     --server-identity server --allow cn:alice
 cat "$work/check.out"
+fds_after=$(ls /proc/"$agent_pid"/fd | wc -l)
+check "no descriptor leaked by 408 handshakes, refusals and bad input ($fds_before before, $fds_after after)" \
+    test "$fds_before" -eq "$fds_after"
+
+# --- not dumpable ---------------------------------------------------------------------------------
+# Run as nobody, the agent makes itself undumpable: another process of the same uid may not read
+# its memory map (or attach a debugger).
+nb=$work/nobody
+mkdir -m 700 "$nb"
+install -m 600 "$pki/server.key" "$nb/key"
+install -m 644 "$pki/server.pem" "$nb/cert"
+install -m 644 "$pki/ca.pem" "$nb/ca"
+install -m 755 "$agent_bin" "$nb/agent"
+chown -R nobody:nogroup "$nb"
+chmod 711 "$work"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$nb/agent" --foreground \
+    --socket "$nb/run/agent.sock" --identity s --cert "$nb/cert" --key "$nb/key" --trust "$nb/ca" \
+    2>>"$work/agent.log" &
+nobody_agent=$!
+pids+=("$nobody_agent")
+for _ in $(seq 50); do [[ -S $nb/run/agent.sock ]] && break; sleep 0.1; done
+check "the agent is not dumpable: another process of its uid cannot read its memory map" bash -c \
+    "[[ -S '$nb/run/agent.sock' ]] &&
+     ! setpriv --reuid=nobody --regid=nogroup --clear-groups cat /proc/$nobody_agent/maps >/dev/null 2>&1"
+kill "$nobody_agent" 2>/dev/null || true
+chmod 700 "$work"
 
 # --- background start, second start, stop ---------------------------------------------------------
 check "stop" "$agent_bin" stop --socket "$sock"
