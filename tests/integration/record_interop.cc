@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <sealsock/bytes.h>
 #include <sealsock/secret.h>
+#include <sealsock/unique_fd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -114,31 +115,7 @@ void set_nonblocking(int fd) {
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) fail(errno_text("fcntl"));
 }
 
-class Fd {
-  public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-
-    [[nodiscard]] int get() const { return fd_; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-  private:
-    int fd_ = -1;
-};
+using Fd = sealsock::UniqueFd;
 
 // A FIFO of bytes: append at the back, consume from the front.
 class ByteQueue {

@@ -22,6 +22,7 @@
 #include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <sealsock/agent_protocol.h>
+#include <sealsock/unique_fd.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -120,30 +121,7 @@ keyagent::Fingerprint fingerprint_of(const Identity& id) {
 // ================================================================================================
 // Sockets
 
-class Fd {
-  public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-  private:
-    int fd_ = -1;
-};
+using Fd = sealsock::UniqueFd;
 
 sockaddr_in loopback(std::uint16_t port) {
     sockaddr_in addr{};
