@@ -108,13 +108,6 @@ bool collect_sans(const X509* cert, std::vector<std::string>& sans) {
 // ------------------------------------------------------------------------------------------------
 // Matching helpers
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 char ascii_lower(char c) {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
@@ -169,44 +162,6 @@ bool matches(const AccessEntry& entry, const CertificateFacts& peer) {
 // ------------------------------------------------------------------------------------------------
 // Access-list entries
 
-struct NamedKind {
-    std::string_view prefix;
-    AccessKind kind;
-};
-
-constexpr NamedKind named_kinds[] = {
-    {"cn", AccessKind::cn},         {"o", AccessKind::o},         {"ou", AccessKind::ou},
-    {"dns", AccessKind::dns},       {"email", AccessKind::email}, {"uri", AccessKind::uri},
-    {"sha256", AccessKind::sha256},
-};
-
-Error entry_error(const std::string& text, std::string_view why) {
-    return make_error("access list entry '" + text + "' " + std::string(why) +
-                      ": use any, cn:NAME, o:NAME, ou:NAME, dns:NAME, email:ADDR, uri:URI or "
-                      "sha256:HEX");
-}
-
-Result<AccessEntry> parse_entry(const std::string& text) {
-    AccessEntry entry;
-    entry.text = text;
-    if (text == "any") return entry;
-    const std::size_t colon = text.find(':');
-    const std::string_view prefix = std::string_view(text).substr(0, colon);
-    const auto* named = std::find_if(std::begin(named_kinds), std::end(named_kinds),
-                                     [&](const NamedKind& k) { return k.prefix == prefix; });
-    if (colon == std::string::npos || named == std::end(named_kinds))
-        return entry_error(text, "is not understood");
-    entry.kind = named->kind;
-    entry.value = text.substr(colon + 1);
-    if (entry.value.empty()) return entry_error(text, "has no value");
-    if (entry.kind == AccessKind::sha256) {
-        const auto fingerprint = parse_fingerprint(entry.value);
-        if (!fingerprint) return entry_error(text, "is not a SHA-256 fingerprint (64 hex digits)");
-        entry.fingerprint = *fingerprint;
-    }
-    return entry;
-}
-
 }  // namespace
 
 Result<CertificateFacts> certificate_facts(const X509* cert) {
@@ -226,73 +181,12 @@ Result<CertificateFacts> certificate_facts(const X509* cert) {
     return facts;
 }
 
-std::optional<Fingerprint> parse_fingerprint(std::string_view hex) {
-    Fingerprint out{};
-    std::size_t digits = 0;
-    for (const char c : hex) {
-        if (c == ':') continue;
-        const int v = hex_value(c);
-        if (v < 0 || digits == 2 * out.size()) return std::nullopt;
-        out[digits / 2] = static_cast<std::uint8_t>(out[digits / 2] << 4 | v);
-        ++digits;
-    }
-    if (digits != 2 * out.size()) return std::nullopt;
-    return out;
-}
-
-std::string fingerprint_hex(const Fingerprint& fingerprint) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s;
-    for (const std::uint8_t b : fingerprint) {
-        s += digits[b >> 4];
-        s += digits[b & 0xf];
-    }
-    return s;
-}
-
-Result<std::vector<AccessEntry>> parse_access_list(std::span<const std::string> entries) {
-    std::vector<AccessEntry> list;
-    for (const std::string& text : entries) {
-        auto entry = parse_entry(text);
-        if (!entry) return entry.error();
-        list.push_back(std::move(entry.value()));
-    }
-    return list;
-}
-
 AccessDecision check_access(std::span<const AccessEntry> list, const CertificateFacts& peer) {
     if (list.empty()) return {AccessOutcome::empty_list, {}};
     for (const AccessEntry& entry : list) {
         if (matches(entry, peer)) return {AccessOutcome::allowed, entry.text};
     }
     return {AccessOutcome::not_listed, {}};
-}
-
-Result<Expectation> parse_expect(std::string_view expect, std::string_view server_name) {
-    Expectation e;
-    if (expect.empty()) {
-        if (server_name.empty())
-            return make_error(
-                "no server name and no expect pin: nothing to check the server's "
-                "certificate against (set a name or sha256:HEX in the rule)");
-        e.name = server_name;
-        return e;
-    }
-    if (expect.starts_with("name:") && expect.size() > 5) {
-        e.name = expect.substr(5);
-        return e;
-    }
-    if (expect.starts_with("sha256:")) {
-        const auto pin = parse_fingerprint(expect.substr(7));
-        if (!pin)
-            return make_error("expect '" + std::string(expect) +
-                              "' is not a SHA-256 fingerprint (64 hex digits)");
-        e.kind = Expectation::Kind::pin;
-        e.pin = *pin;
-        return e;
-    }
-    return make_error("expect '" + std::string(expect) +
-                      "' is not understood: use name:HOST or sha256:HEX");
 }
 
 }  // namespace sealsock::keyagent

@@ -929,7 +929,7 @@ std::string bad_setup(Context& c) {
     s = setup_for(Role::server, alice, c.trust.get());
     s.request.service = "redis";
     s.request.allow = {"cn:alice", "group:ops"};
-    refused(tcp.get(), s, ErrorCode::bad_request, "'group:ops'", "an unknown access entry");
+    refused(tcp.get(), s, ErrorCode::bad_request, "`group:ops`", "an unknown access entry");
     const Identity bob = load_identity(c.o, "bob");
     s = client_setup(alice, c.trust.get(), "localhost");
     s.key = bob.key.get();
