@@ -285,7 +285,7 @@ ulimit -n 4096
 agent_pid=${pids[0]}
 fds_before=$(ls /proc/"$agent_pid"/fd | wc -l)
 check "200 pairs at once complete while 8 stalled peers time out" \
-    p pairs --pairs 200 --stall 8 --timeout-ms 3000 --client-identity alice \
+    p pairs --pairs 200 --stall 8 --timeout-ms 5000 --client-identity alice \
     --server-identity server --allow cn:alice
 cat "$work/check.out"
 fds_after=$(ls /proc/"$agent_pid"/fd | wc -l)
