@@ -29,6 +29,7 @@
 #include "session/io.h"
 #include "session/receive.h"
 #include "support/channel.h"
+#include "support/sockets.h"
 
 using namespace sealsock;
 using namespace sealsock::record;
@@ -37,55 +38,8 @@ using sealsock::test::Bytes;
 namespace {
 
 // Io over plain syscalls, as the shim's seam will do it.
-class SystemIo : public Io {
-  public:
-    sys::Ret<ssize_t> recv(int fd, void* buf, std::size_t len, int flags) override {
-        ++recvs;
-        const ssize_t r = ::recv(fd, buf, len, flags);
-        return {r, r < 0 ? errno : 0};
-    }
-    sys::Ret<ssize_t> send(int fd, const void* buf, std::size_t len, int flags) override {
-        const ssize_t r = ::send(fd, buf, len, flags);
-        return {r, r < 0 ? errno : 0};
-    }
-    sys::Ret<int> set_rcvlowat(int fd, int value) override {
-        ++lowat_sets;
-        const int r = ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &value, sizeof value);
-        return {r, r < 0 ? errno : 0};
-    }
-    sys::Ret<int> queued(int fd) override {
-        int n = 0;
-        const int r = ::ioctl(fd, SIOCINQ, &n);
-        return {r < 0 ? r : n, r < 0 ? errno : 0};
-    }
-    int recvs = 0;
-    int lowat_sets = 0;
-};
-
-struct Pair {
-    UniqueFd writer;
-    UniqueFd reader;
-};
-
-Pair tcp_pair() {
-    UniqueFd listener(::socket(AF_INET, SOCK_STREAM, 0));
-    REQUIRE(listener.valid());
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(listener.get(), 1) == 0);
-    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    Pair p;
-    p.writer.reset(::socket(AF_INET, SOCK_STREAM, 0));
-    REQUIRE(::connect(p.writer.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    p.reader.reset(::accept(listener.get(), nullptr, nullptr));
-    REQUIRE(p.reader.valid());
-    const int one = 1;
-    REQUIRE(::setsockopt(p.writer.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0);
-    return p;
-}
+using test::SystemIo;
+using test::tcp_pair;
 
 Bytes pattern(std::size_t n, std::uint8_t seed = 0) {
     Bytes b(n);
@@ -177,7 +131,7 @@ sys::Ret<ssize_t> read_waitall(ReceiveSide& rs, Io& io, int fd, MutableByteView 
 }
 
 struct Setup {
-    Pair pair = tcp_pair();
+    test::TcpPair pair = tcp_pair();
     test::Channel ch = test::make_channel(aes128());
     SystemIo io;
     ReceiveSide rs{pair.reader.get(), std::move(ch.opener)};

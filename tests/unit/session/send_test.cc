@@ -25,6 +25,7 @@
 #include "session/io.h"
 #include "session/send.h"
 #include "support/channel.h"
+#include "support/sockets.h"
 
 using namespace sealsock;
 using namespace sealsock::record;
@@ -47,27 +48,7 @@ const SuiteParams& suite(std::uint16_t code = 0x1301) {
     return *find_suite(code);
 }
 
-// The Io seam over plain syscalls.
-class SystemIo final : public Io {
-  public:
-    sys::Ret<ssize_t> recv(int fd, void* buf, std::size_t len, int flags) override {
-        const ssize_t n = ::recv(fd, buf, len, flags);
-        return {n, n < 0 ? errno : 0};
-    }
-    sys::Ret<ssize_t> send(int fd, const void* buf, std::size_t len, int flags) override {
-        const ssize_t n = ::send(fd, buf, len, flags);
-        return {n, n < 0 ? errno : 0};
-    }
-    sys::Ret<int> set_rcvlowat(int fd, int value) override {
-        const int r = ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &value, sizeof value);
-        return {r, r < 0 ? errno : 0};
-    }
-    sys::Ret<int> queued(int fd) override {
-        int n = 0;
-        const int r = ::ioctl(fd, SIOCINQ, &n);
-        return {r < 0 ? -1 : n, r < 0 ? errno : 0};
-    }
-};
+using test::SystemIo;
 
 // An in-memory socket: appends what it takes to `wire`. `budget` bytes are taken before it
 // reports EAGAIN, at most `per_call` per send; `inject` fails chosen calls once; after `dead_at`
@@ -165,28 +146,7 @@ Link make_link(int fd, const SuiteParams& s = suite(), RotationPolicy policy = {
     return Link{SendSide(fd, std::move(ch.sealer)), Peer(std::move(ch.opener))};
 }
 
-struct TcpPair {
-    UniqueFd writer;
-    UniqueFd reader;
-};
-
-TcpPair tcp_pair() {
-    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(listener.valid());
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(listener.get(), 1) == 0);
-    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    TcpPair p;
-    p.writer.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(::connect(p.writer.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    p.reader.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    REQUIRE(p.reader.valid());
-    return p;
-}
+using test::tcp_pair;
 
 // Reads the reader end until end of file on a thread and feeds the peer. No asserts on the
 // thread: the test checks the peer after join().
