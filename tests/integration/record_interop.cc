@@ -28,11 +28,13 @@
 #include <sealsock/bytes.h>
 #include <sealsock/secret.h>
 #include <sealsock/unique_fd.h>
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "support/prng.h"
 
 #include <algorithm>
 #include <array>
@@ -214,19 +216,7 @@ std::string role_name(Role r) {
 // ---------------------------------------------------------------------------------------------
 // Payloads
 
-class Prng {  // splitmix64: deterministic, different every call
-  public:
-    explicit Prng(std::uint64_t seed) : state_(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-
-  private:
-    std::uint64_t state_;
-};
+using sealsock::test::Prng;
 
 // Data we send to the peer: bytes 0x80..0xff only. The peer prints what it receives raw on its
 // stdout, mixed with its own status text ("read R BLOCK", "DONE", connection details, ...) at

@@ -23,10 +23,12 @@
 #include <poll.h>
 #include <sealsock/agent_protocol.h>
 #include <sealsock/unique_fd.h>
+
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "support/prng.h"
 
 #include <algorithm>
 #include <array>
@@ -241,19 +243,7 @@ void expect_error(const Outcome& o, ErrorCode code, const std::vector<std::strin
 // ================================================================================================
 // Proving the secrets: data both ways with the record layer
 
-class Prng {  // splitmix64
-  public:
-    explicit Prng(std::uint64_t seed) : state_(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-
-  private:
-    std::uint64_t state_;
-};
+using sealsock::test::Prng;
 
 // What we send: bytes 0x80..0xff, so they separate exactly from the peer's ASCII status text
 // in its stdout.
