@@ -1,5 +1,5 @@
-// The fd-keyed hooks, generated from SEALSOCK_FD_ENTRY_POINTS (shim/sys/entry_points.h): the
-// socket calls, the read and write families with their fortify variants, sendfile and splice,
+// The fd-keyed hooks, generated from SEALSOCK_IO_ENTRY_POINTS (shim/sys/entry_points.h): the
+// read and write families with their fortify variants, sendfile and splice,
 // shutdown, dup, get/setsockopt and fdopen. Each one is a single registry lookup per key fd, then
 // the real call or the session layer.
 #undef _FORTIFY_SOURCE  // we define read, recv, ... ourselves; no inline fortify wrappers here
@@ -19,5 +19,5 @@ using sealsock::hooks::sealed;
             return finish(sys::name args);                                         \
         return finish(sealed(&SessionOps::name, *session, SEALSOCK_UNPAREN args)); \
     }
-SEALSOCK_FD_ENTRY_POINTS(SEALSOCK_FD_HOOK)
+SEALSOCK_IO_ENTRY_POINTS(SEALSOCK_FD_HOOK)
 #undef SEALSOCK_FD_HOOK

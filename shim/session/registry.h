@@ -2,9 +2,9 @@
 //
 // Every hook asks this registry one question first: does a session own this fd? The answer must
 // cost one table lookup with no lock and no allocation, from any thread and from signal handlers
-// (DESIGN I6). A sealed fd's call goes through SessionOps, which the session layer fills once;
-// until it does, the sealed branch fails closed with EIO and one log line (DESIGN I7). Today
-// nothing registers a session, so every hook passes through.
+// (DESIGN I6). A sealed fd's call goes through SessionOps, which the session layer fills once
+// (shim/session/ops.cc); a slot it leaves empty makes that sealed call fail closed with EIO and
+// one log line (DESIGN I7).
 //
 // The shim's own fds (agent connection, eventfd, exec hand-off memfd, ...) are registered here
 // too, so the program's close/close_range/closefrom/dup2/dup3 never close or replace them.
@@ -41,6 +41,12 @@ struct SessionOps {
     sys::Ret<int> (*ioctl)(Session& session, int fd, unsigned long request, void* arg);
     // syscall() whose fd argument names a sealed socket; args are the six raw words.
     sys::Ret<long> (*syscall)(Session& session, long number, const long (&args)[6]);
+
+    // New connections on fds no session owns (shim/hooks/open.cc): the session layer matches
+    // the rules and either seals the connection or makes the real call. accept() passes
+    // has_flags = false, accept4() true with its flags. Null: the real call.
+    sys::Ret<int> (*open_connect)(int fd, const sockaddr* addr, socklen_t len);
+    sys::Ret<int> (*open_accept)(int fd, sockaddr* addr, socklen_t* len, int flags, bool has_flags);
 
     // Process events, called whether or not a session exists; null means nothing to do.
     // after_fork: in the parent (pid > 0) and the child (pid == 0) of fork and of vfork (which

@@ -29,15 +29,23 @@
 #include <cstdio>
 #include <ctime>
 
-// Calls keyed by one or two fds whose hooks are generated wholesale: "if a session owns the fd,
-// the session layer takes the call, else the real call". Each has a SessionOps slot.
-#define SEALSOCK_FD_ENTRY_POINTS(X)                                                                \
-    X(int, connect, (int fd, const sockaddr* addr, socklen_t len), (fd, addr, len), (fd), ,        \
-      SEALSOCK_RAW(SYS_connect, fd, addr, len))                                                    \
-    X(int, accept, (int fd, sockaddr* addr, socklen_t* len), (fd, addr, len), (fd), ,              \
-      SEALSOCK_RAW(SYS_accept, fd, addr, len))                                                     \
-    X(int, accept4, (int fd, sockaddr* addr, socklen_t* len, int flags), (fd, addr, len, flags),   \
-      (fd), , SEALSOCK_RAW(SYS_accept4, fd, addr, len, flags))                                     \
+// Calls keyed by one or two fds, each with a SessionOps slot. Two groups:
+//   - SEALSOCK_OPEN_ENTRY_POINTS: connect, accept, accept4. Their hooks are written by hand
+//     (shim/hooks/open.cc): on an fd without a session they ask the session layer whether the
+//     new connection is sealed.
+//   - SEALSOCK_IO_ENTRY_POINTS: every other call, whose hooks are generated wholesale: "if a
+//     session owns the fd, the session layer takes the call, else the real call".
+#define SEALSOCK_FD_ENTRY_POINTS(X) SEALSOCK_OPEN_ENTRY_POINTS(X) SEALSOCK_IO_ENTRY_POINTS(X)
+
+#define SEALSOCK_OPEN_ENTRY_POINTS(X)                                                            \
+    X(int, connect, (int fd, const sockaddr* addr, socklen_t len), (fd, addr, len), (fd), ,      \
+      SEALSOCK_RAW(SYS_connect, fd, addr, len))                                                  \
+    X(int, accept, (int fd, sockaddr* addr, socklen_t* len), (fd, addr, len), (fd), ,            \
+      SEALSOCK_RAW(SYS_accept, fd, addr, len))                                                   \
+    X(int, accept4, (int fd, sockaddr* addr, socklen_t* len, int flags), (fd, addr, len, flags), \
+      (fd), , SEALSOCK_RAW(SYS_accept4, fd, addr, len, flags))
+
+#define SEALSOCK_IO_ENTRY_POINTS(X)                                                                \
     X(ssize_t, read, (int fd, void* buf, size_t n), (fd, buf, n), (fd), ,                          \
       SEALSOCK_RAW(SYS_read, fd, buf, n))                                                          \
     X(ssize_t, readv, (int fd, const iovec* iov, int iovcnt), (fd, iov, iovcnt), (fd), ,           \

@@ -1,0 +1,42 @@
+// The shim's one background thread per process (DESIGN, "Concurrency"): it finishes nonblocking
+// connects, talks to the agent for every handshake in flight, flushes the tails of records the
+// kernel took only in part (DESIGN I3), and closes and frees retired sessions.
+//
+// It is started lazily by the first call that needs it. It blocks every signal, owns an epoll
+// set and an eventfd, and touches sockets only through session anchors (session.h), so the
+// program's own fd numbers can be closed and reused at any time. Agent connections are
+// nonblocking and multiplexed: a slow peer or a slow agent delays only its own handshake.
+//
+// Each call below posts a command and returns at once; none blocks on the network. They may be
+// called from any thread except a signal handler (they lock and may allocate). A session passed
+// in must stay alive until the background thread retires it: callers never free sessions.
+#pragma once
+
+#include <string>
+
+namespace sealsock {
+class Session;
+}
+
+namespace sealsock::background {
+
+// The session's nonblocking connect is in progress: wait for the socket to turn writable, then
+// ask the agent (or fail the session with the connect's error).
+void await_connect(Session& session);
+
+// Ask the agent for the handshake on the session's anchor (state handshaking).
+void start_handshake(Session& session);
+
+// The session has a tail or held bytes to send: pump() it whenever the anchor turns writable
+// until it reports nothing left.
+void await_writable(Session& session);
+
+// The program closed the session's fd: cancel its handshake, finish its tail, close the anchor
+// and free the session once no call is inside it.
+void retire(Session& session);
+
+// The agent socket sessions use (from the config, else the agent's default path); set before
+// the first handshake.
+void set_agent_socket(std::string path);
+
+}  // namespace sealsock::background

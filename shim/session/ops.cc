@@ -1,0 +1,500 @@
+// The session layer's table (SessionOps, shim/session/registry.h): what each hooked call means
+// on a sealed fd, translated to Session calls. Installed once, at load.
+//
+// Not yet handled here (their slots stay empty, so the hooks fail them closed with EIO and a log
+// line, DESIGN I7): dup, dup3, dup2 from a sealed fd, fcntl F_DUPFD*, and fdopen: sessions are
+// per fd until they become per socket (shared across dup, fork and exec).
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "session/log.h"
+#include "session/open.h"
+#include "session/registry.h"
+#include "session/session.h"
+#include "sys/real.h"
+
+extern "C" [[noreturn]] void __chk_fail(void);  // glibc: the fortify abort
+
+namespace sealsock {
+namespace {
+
+// Keeps a session alive while a call runs inside it (the background thread frees retired
+// sessions only when no call is inside).
+class Use {
+  public:
+    explicit Use(Session& s) : s_(s) { s_.users.fetch_add(1, std::memory_order_acq_rel); }
+    ~Use() { s_.users.fetch_sub(1, std::memory_order_acq_rel); }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+  private:
+    Session& s_;
+};
+
+MutableByteView bytes(void* buf, std::size_t n) {
+    return {static_cast<std::uint8_t*>(buf), buf == nullptr ? 0 : n};
+}
+
+// Flags a read call passes to the receive side: what recv(2) knows for TCP.
+constexpr int kRecvFlags = MSG_PEEK | MSG_WAITALL | MSG_DONTWAIT | MSG_TRUNC | MSG_OOB;
+
+std::size_t iov_total(const iovec* iov, std::size_t count) {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < count; ++i)
+        total += iov[i].iov_len;
+    return total;
+}
+
+// readv/recvmsg: the first buffer with the program's blocking rules, the rest only with what is
+// ready (a short read is fine). A peek across several buffers goes through one contiguous copy,
+// because peeking each buffer in turn would return the same bytes again.
+sys::Ret<ssize_t> receive_iov(Session& s, const iovec* iov, std::size_t count, int flags) {
+    if ((flags & MSG_PEEK) != 0 && count > 1) {
+        std::vector<std::uint8_t> tmp(iov_total(iov, count));
+        const sys::Ret<ssize_t> r = s.receive(tmp, flags);
+        if (r.value <= 0) return r;
+        std::size_t off = 0;
+        for (std::size_t i = 0; i < count && off < static_cast<std::size_t>(r.value); ++i) {
+            const std::size_t n = std::min(iov[i].iov_len, static_cast<std::size_t>(r.value) - off);
+            std::memcpy(iov[i].iov_base, tmp.data() + off, n);
+            off += n;
+        }
+        return r;
+    }
+    std::size_t got = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (iov[i].iov_len == 0) continue;
+        const int f = got == 0 || (flags & MSG_WAITALL) != 0 ? flags : flags | MSG_DONTWAIT;
+        const sys::Ret<ssize_t> r = s.receive(bytes(iov[i].iov_base, iov[i].iov_len), f);
+        if (r.value < 0) return got > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(got), 0} : r;
+        got += static_cast<std::size_t>(r.value);
+        if (static_cast<std::size_t>(r.value) < iov[i].iov_len) break;
+    }
+    return {static_cast<ssize_t>(got), 0};
+}
+
+// writev/sendmsg: gathered into one buffer so each call seals once (records stay full); the
+// buffer is per thread and reused, so a steady writer allocates nothing.
+sys::Ret<ssize_t> send_iov(Session& s, const iovec* iov, std::size_t count, int flags) {
+    if (count == 1)
+        return s.send(ByteView(static_cast<const std::uint8_t*>(iov[0].iov_base), iov[0].iov_len),
+                      flags);
+    constexpr std::size_t kGather = 256 * 1024;
+    thread_local std::vector<std::uint8_t> gather;
+    const std::size_t total = std::min(iov_total(iov, count), kGather);
+    if (gather.size() < total) gather.resize(total);
+    std::size_t off = 0;
+    for (std::size_t i = 0; i < count && off < total; ++i) {
+        const std::size_t n = std::min(iov[i].iov_len, total - off);
+        if (n > 0) std::memcpy(gather.data() + off, iov[i].iov_base, n);
+        off += n;
+    }
+    return s.send(ByteView(gather.data(), total), flags);
+}
+
+// --- the table's functions -----------------------------------------------------------------------
+
+sys::Ret<int> op_connect(Session& s, int fd, const sockaddr* addr, socklen_t len) {
+    Use use(s);
+    switch (s.state()) {
+        case SessionState::connecting:
+        case SessionState::handshaking:
+            return sys::fail<int>(EALREADY);
+        case SessionState::established:
+            return sys::fail<int>(EISCONN);
+        case SessionState::failed:
+            if (const int err = s.take_socket_error()) return sys::fail<int>(err);
+            return sys::connect(fd, addr, len);
+    }
+    return sys::fail<int>(EINVAL);
+}
+
+sys::Ret<int> op_accept(Session&, int fd, sockaddr* addr, socklen_t* len) {
+    return sys::accept(fd, addr, len);  // not a listening socket: the kernel's EINVAL
+}
+
+sys::Ret<int> op_accept4(Session&, int fd, sockaddr* addr, socklen_t* len, int flags) {
+    return sys::accept4(fd, addr, len, flags);
+}
+
+sys::Ret<ssize_t> op_read(Session& s, int, void* buf, size_t n) {
+    Use use(s);
+    return s.receive(bytes(buf, n), 0);
+}
+
+sys::Ret<ssize_t> op_readv(Session& s, int, const iovec* iov, int count) {
+    if (count < 0 || count > IOV_MAX) return sys::fail<ssize_t>(EINVAL);
+    Use use(s);
+    return receive_iov(s, iov, static_cast<std::size_t>(count), 0);
+}
+
+sys::Ret<ssize_t> op_recv(Session& s, int, void* buf, size_t n, int flags) {
+    Use use(s);
+    return s.receive(bytes(buf, n), flags & kRecvFlags);
+}
+
+sys::Ret<ssize_t> op_recvfrom(Session& s, int fd, void* buf, size_t n, int flags, sockaddr*,
+                              socklen_t* len) {
+    sys::Ret<ssize_t> r = op_recv(s, fd, buf, n, flags);
+    // TCP names no sender: the kernel reports an address length of 0.
+    if (r.value >= 0 && len != nullptr) *len = 0;
+    return r;
+}
+
+sys::Ret<ssize_t> op_recvmsg(Session& s, int, msghdr* msg, int flags) {
+    if (msg->msg_iovlen > IOV_MAX) return sys::fail<ssize_t>(EMSGSIZE);
+    Use use(s);
+    sys::Ret<ssize_t> r = receive_iov(s, msg->msg_iov, msg->msg_iovlen, flags & kRecvFlags);
+    if (r.value >= 0) {
+        msg->msg_namelen = 0;
+        msg->msg_controllen = 0;
+        msg->msg_flags = 0;
+    }
+    return r;
+}
+
+sys::Ret<int> op_recvmmsg(Session& s, int fd, mmsghdr* vec, unsigned int vlen, int flags,
+                          timespec*) {
+    unsigned int done = 0;
+    for (; done < vlen; ++done) {
+        const int f = done == 0 ? flags : flags | MSG_DONTWAIT;
+        const sys::Ret<ssize_t> r = op_recvmsg(s, fd, &vec[done].msg_hdr, f);
+        if (r.value < 0) {
+            if (done == 0) return sys::fail<int>(r.err);
+            break;
+        }
+        vec[done].msg_len = static_cast<unsigned int>(r.value);
+        if (r.value == 0) {
+            ++done;
+            break;
+        }
+    }
+    return {static_cast<int>(done), 0};
+}
+
+sys::Ret<ssize_t> op_write(Session& s, int, const void* buf, size_t n) {
+    Use use(s);
+    return s.send(ByteView(static_cast<const std::uint8_t*>(buf), buf == nullptr ? 0 : n), 0);
+}
+
+sys::Ret<ssize_t> op_writev(Session& s, int, const iovec* iov, int count) {
+    if (count < 0 || count > IOV_MAX) return sys::fail<ssize_t>(EINVAL);
+    Use use(s);
+    return send_iov(s, iov, static_cast<std::size_t>(count), 0);
+}
+
+sys::Ret<ssize_t> op_send(Session& s, int, const void* buf, size_t n, int flags) {
+    Use use(s);
+    return s.send(ByteView(static_cast<const std::uint8_t*>(buf), buf == nullptr ? 0 : n), flags);
+}
+
+sys::Ret<ssize_t> op_sendto(Session& s, int fd, const void* buf, size_t n, int flags,
+                            const sockaddr*, socklen_t) {
+    return op_send(s, fd, buf, n, flags);  // TCP ignores a destination on a connected socket
+}
+
+sys::Ret<ssize_t> op_sendmsg(Session& s, int, const msghdr* msg, int flags) {
+    if (msg->msg_iovlen > IOV_MAX) return sys::fail<ssize_t>(EMSGSIZE);
+    Use use(s);
+    return send_iov(s, msg->msg_iov, msg->msg_iovlen, flags);
+}
+
+sys::Ret<int> op_sendmmsg(Session& s, int fd, mmsghdr* vec, unsigned int vlen, int flags) {
+    unsigned int done = 0;
+    for (; done < vlen; ++done) {
+        const sys::Ret<ssize_t> r = op_sendmsg(s, fd, &vec[done].msg_hdr, flags);
+        if (r.value < 0) {
+            if (done == 0) return sys::fail<int>(r.err);
+            break;
+        }
+        vec[done].msg_len = static_cast<unsigned int>(r.value);
+    }
+    return {static_cast<int>(done), 0};
+}
+
+// sendfile to a sealed socket: read the file and seal it. The offset rules are sendfile(2)'s:
+// with `offset` the file position is untouched and *offset advances; without, the position does.
+template <typename Off>
+sys::Ret<ssize_t> sendfile_sealed(Session& s, int out_fd, int in_fd, Off* offset, size_t count) {
+    if (registry::find(out_fd) != &s) return sys::fail<ssize_t>(EINVAL);  // from a socket
+    Use use(s);
+    std::uint8_t buf[16384];
+    std::size_t done = 0;
+    while (done < count) {
+        const std::size_t want = std::min(sizeof buf, count - done);
+        const ssize_t got = offset != nullptr ? ::pread(in_fd, buf, want, *offset)
+                                              : sys::read(in_fd, buf, want).value;
+        if (got < 0)
+            return done > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(done), 0}
+                            : sys::fail<ssize_t>(errno);
+        if (got == 0) break;
+        std::size_t sent = 0;
+        while (sent < static_cast<std::size_t>(got)) {
+            const sys::Ret<ssize_t> w =
+                s.send(ByteView(buf + sent, static_cast<std::size_t>(got) - sent), 0);
+            if (w.value < 0) {
+                // Bytes read but not sealed go back to the file position (or are not counted
+                // in *offset), so nothing is skipped.
+                if (offset == nullptr)
+                    (void)::lseek(in_fd, -static_cast<off_t>(static_cast<std::size_t>(got) - sent),
+                                  SEEK_CUR);
+                if (offset != nullptr) *offset += static_cast<Off>(sent);
+                done += sent;
+                return done > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(done), 0}
+                                : sys::fail<ssize_t>(w.err);
+            }
+            sent += static_cast<std::size_t>(w.value);
+        }
+        if (offset != nullptr) *offset += static_cast<Off>(got);
+        done += static_cast<std::size_t>(got);
+    }
+    return {static_cast<ssize_t>(done), 0};
+}
+
+sys::Ret<ssize_t> op_sendfile(Session& s, int out_fd, int in_fd, off_t* offset, size_t count) {
+    return sendfile_sealed(s, out_fd, in_fd, offset, count);
+}
+
+sys::Ret<ssize_t> op_sendfile64(Session& s, int out_fd, int in_fd, off64_t* offset, size_t count) {
+    return sendfile_sealed(s, out_fd, in_fd, offset, count);
+}
+
+// splice between a pipe and a sealed socket: through a buffer, sealing or opening on the way.
+sys::Ret<ssize_t> op_splice(Session& s, int fd_in, off64_t* off_in, int fd_out, off64_t* off_out,
+                            size_t len, unsigned int flags) {
+    Use use(s);
+    std::uint8_t buf[16384];
+    const std::size_t want = std::min(sizeof buf, len);
+    const int dontwait = (flags & SPLICE_F_NONBLOCK) != 0 ? MSG_DONTWAIT : 0;
+    if (registry::find(fd_out) == &s) {
+        if (off_out != nullptr) return sys::fail<ssize_t>(ESPIPE);
+        const ssize_t got = off_in != nullptr ? ::pread(fd_in, buf, want, *off_in)
+                                              : sys::read(fd_in, buf, want).value;
+        if (got <= 0) return got == 0 ? sys::Ret<ssize_t>{0, 0} : sys::fail<ssize_t>(errno);
+        std::size_t sent = 0;
+        while (sent < static_cast<std::size_t>(got)) {  // bytes taken from the pipe must go out
+            const sys::Ret<ssize_t> w =
+                s.send(ByteView(buf + sent, static_cast<std::size_t>(got) - sent), 0);
+            if (w.value < 0)
+                return sent > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(sent), 0}
+                                : sys::fail<ssize_t>(w.err);
+            sent += static_cast<std::size_t>(w.value);
+        }
+        if (off_in != nullptr) *off_in += got;
+        return {got, 0};
+    }
+    if (off_in != nullptr) return sys::fail<ssize_t>(ESPIPE);
+    const sys::Ret<ssize_t> r = s.receive(MutableByteView(buf, want), dontwait);
+    if (r.value <= 0) return r;
+    std::size_t put = 0;
+    while (put < static_cast<std::size_t>(r.value)) {  // opened bytes must reach the pipe
+        const ssize_t w =
+            off_out != nullptr
+                ? ::pwrite(fd_out, buf + put, static_cast<std::size_t>(r.value) - put,
+                           *off_out + static_cast<off64_t>(put))
+                : sys::write(fd_out, buf + put, static_cast<std::size_t>(r.value) - put).value;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0)
+            return put > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(put), 0}
+                           : sys::fail<ssize_t>(errno);
+        put += static_cast<std::size_t>(w);
+    }
+    if (off_out != nullptr) *off_out += r.value;
+    return r;
+}
+
+sys::Ret<int> op_shutdown(Session& s, int, int how) {
+    Use use(s);
+    return s.shutdown(how);
+}
+
+sys::Ret<int> op_getsockopt(Session& s, int fd, int level, int name, void* value, socklen_t* len) {
+    if (level == SOL_SOCKET && value != nullptr && len != nullptr && *len >= sizeof(int)) {
+        int v = -1;
+        if (name == SO_ERROR) {
+            Use use(s);
+            v = s.take_socket_error();
+            if (v == 0) return sys::getsockopt(fd, level, name, value, len);
+        } else if (name == SO_RCVLOWAT) {
+            v = s.program_rcvlowat();
+        } else if (name == SO_RCVBUF && s.program_rcvbuf() > 0) {
+            v = s.program_rcvbuf();
+        }
+        if (v >= 0) {
+            std::memcpy(value, &v, sizeof v);
+            *len = sizeof v;
+            return {0, 0};
+        }
+    }
+    return sys::getsockopt(fd, level, name, value, len);
+}
+
+sys::Ret<int> op_setsockopt(Session& s, int fd, int level, int name, const void* value,
+                            socklen_t len) {
+    if (level == SOL_SOCKET && (name == SO_RCVLOWAT || name == SO_RCVBUF)) {
+        if (value == nullptr || len < sizeof(int)) return sys::fail<int>(EINVAL);
+        int v = 0;
+        std::memcpy(&v, value, sizeof v);
+        // SO_RCVLOWAT belongs to the shim (DESIGN I2): remember the program's value, report it
+        // back. SO_RCVBUF is kept at two records at least; the program sees what it set, doubled
+        // as the kernel reports it.
+        if (name == SO_RCVLOWAT) {
+            s.set_program_rcvlowat(std::max(v, 1));
+            return {0, 0};
+        }
+        constexpr int kMinimum = 64 * 1024;
+        const int applied = std::max(v, kMinimum);
+        const sys::Ret<int> r = sys::setsockopt(fd, level, name, &applied, sizeof applied);
+        if (r.value == 0) s.set_program_rcvbuf(v > INT32_MAX / 2 ? INT32_MAX : std::max(v, 1) * 2);
+        return r;
+    }
+    return sys::setsockopt(fd, level, name, value, len);
+}
+
+sys::Ret<ssize_t> op_read_chk(Session& s, int fd, void* buf, size_t n, size_t buflen) {
+    if (n > buflen) __chk_fail();
+    return op_read(s, fd, buf, n);
+}
+
+sys::Ret<ssize_t> op_recv_chk(Session& s, int fd, void* buf, size_t n, size_t buflen, int flags) {
+    if (n > buflen) __chk_fail();
+    return op_recv(s, fd, buf, n, flags);
+}
+
+sys::Ret<ssize_t> op_recvfrom_chk(Session& s, int fd, void* buf, size_t n, size_t buflen, int flags,
+                                  sockaddr* addr, socklen_t* len) {
+    if (n > buflen) __chk_fail();
+    return op_recvfrom(s, fd, buf, n, flags, addr, len);
+}
+
+sys::Ret<int> op_close(Session& s, int fd) {
+    Use use(s);
+    return s.close(fd);
+}
+
+// dup2/dup3 onto a sealed fd closes that fd's session first (the program replaces the socket);
+// from a sealed fd it needs sessions per socket, not yet here: fail closed.
+sys::Ret<int> replace_sealed(Session& s, int oldfd, int newfd, int flags, bool dup3) {
+    if (registry::find(oldfd) != nullptr || newfd == s.anchor()) {
+        report("dup2/dup3 of a sealed socket is not supported yet: failing it (fail closed)");
+        return sys::fail<int>(EIO);
+    }
+    if (oldfd == newfd) return dup3 ? sys::fail<int>(EINVAL) : sys::Ret<int>{newfd, 0};
+    {
+        Use use(s);
+        (void)s.close(newfd);
+    }
+    return dup3 ? sys::dup3(oldfd, newfd, flags) : sys::dup2(oldfd, newfd);
+}
+
+sys::Ret<int> op_dup2(Session& s, int oldfd, int newfd) {
+    return replace_sealed(s, oldfd, newfd, 0, false);
+}
+
+sys::Ret<int> op_dup3(Session& s, int oldfd, int newfd, int flags) {
+    return replace_sealed(s, oldfd, newfd, flags, true);
+}
+
+sys::Ret<int> op_fcntl(Session&, int fd, int cmd, void* arg) {
+    if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+        report("fcntl(F_DUPFD) of a sealed socket is not supported yet: failing it (fail closed)");
+        return sys::fail<int>(EIO);
+    }
+    return sys::fcntl(fd, cmd, arg);
+}
+
+sys::Ret<int> op_ioctl(Session& s, int fd, unsigned long request, void* arg) {
+    if (request == FIONREAD && arg != nullptr) {  // SIOCINQ: plaintext bytes ready
+        Use use(s);
+        const int n = s.readable_bytes();
+        std::memcpy(arg, &n, sizeof n);
+        return {0, 0};
+    }
+    return sys::ioctl(fd, request, arg);
+}
+
+sys::Ret<long> op_syscall(Session& s, long number, const long (&a)[6]) {
+    const int fd = static_cast<int>(a[0]);
+    auto widen = [](auto r) { return sys::Ret<long>{static_cast<long>(r.value), r.err}; };
+    switch (number) {
+        case SYS_close:
+            return widen(op_close(s, fd));
+        case SYS_read:
+            return widen(op_read(s, fd, reinterpret_cast<void*>(a[1]), static_cast<size_t>(a[2])));
+        case SYS_write:
+            return widen(
+                op_write(s, fd, reinterpret_cast<const void*>(a[1]), static_cast<size_t>(a[2])));
+        case SYS_recvfrom:
+            return widen(op_recvfrom(s, fd, reinterpret_cast<void*>(a[1]),
+                                     static_cast<size_t>(a[2]), static_cast<int>(a[3]),
+                                     reinterpret_cast<sockaddr*>(a[4]),
+                                     reinterpret_cast<socklen_t*>(a[5])));
+        case SYS_sendto:
+            return widen(op_send(s, fd, reinterpret_cast<const void*>(a[1]),
+                                 static_cast<size_t>(a[2]), static_cast<int>(a[3])));
+        case SYS_shutdown:
+            return widen(op_shutdown(s, fd, static_cast<int>(a[1])));
+        default:
+            report("syscall({}) on a sealed socket is not supported: failing it (fail closed)",
+                   number);
+            return sys::fail<long>(EIO);
+    }
+}
+
+void on_name_resolved(const char* node, const addrinfo* result) {
+    remember_names(node, result);
+}
+
+constexpr SessionOps kOps = [] {
+    SessionOps ops{};
+    ops.connect = op_connect;
+    ops.accept = op_accept;
+    ops.accept4 = op_accept4;
+    ops.read = op_read;
+    ops.readv = op_readv;
+    ops.recv = op_recv;
+    ops.recvfrom = op_recvfrom;
+    ops.recvmsg = op_recvmsg;
+    ops.recvmmsg = op_recvmmsg;
+    ops.write = op_write;
+    ops.writev = op_writev;
+    ops.send = op_send;
+    ops.sendto = op_sendto;
+    ops.sendmsg = op_sendmsg;
+    ops.sendmmsg = op_sendmmsg;
+    ops.sendfile = op_sendfile;
+    ops.sendfile64 = op_sendfile64;
+    ops.splice = op_splice;
+    ops.shutdown = op_shutdown;
+    ops.getsockopt = op_getsockopt;
+    ops.setsockopt = op_setsockopt;
+    ops.__read_chk = op_read_chk;
+    ops.__recv_chk = op_recv_chk;
+    ops.__recvfrom_chk = op_recvfrom_chk;
+    ops.close = op_close;
+    ops.dup2 = op_dup2;
+    ops.dup3 = op_dup3;
+    ops.fcntl = op_fcntl;
+    ops.ioctl = op_ioctl;
+    ops.syscall = op_syscall;
+    ops.name_resolved = on_name_resolved;
+    ops.open_connect = open_connect;
+    ops.open_accept = open_accept;
+    return ops;
+}();
+
+__attribute__((constructor(103))) void install_ops() noexcept {
+    registry::set_ops(&kOps);
+}
+
+}  // namespace
+}  // namespace sealsock
