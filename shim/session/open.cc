@@ -183,6 +183,7 @@ void disconnect(int fd) {
 }
 
 sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
+    const int saved_errno = errno;  // a successful connect leaves errno as it found it
     Endpoint to;
     if (!endpoint_of(addr, len, to) || !is_tcp(fd)) return sys::connect(fd, addr, len);
     const Rules& r = rules();
@@ -194,6 +195,7 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     const std::string host = name_for(to.address);
     const config::OutboundRule* rule =
         config::match_outbound(r.config, {r.exe, to.address, host, to.port});
+    errno = saved_errno;
     if (rule == nullptr || rule->mode != config::Mode::require) return sys::connect(fd, addr, len);
 
     SessionSetup setup;
@@ -216,6 +218,7 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
         return sys::fail<int>(ECONNREFUSED);
     }
 
+    errno = saved_errno;
     const sys::Ret<int> c = sys::connect(fd, addr, len);
     const bool in_progress = c.value < 0 && (c.err == EINPROGRESS || c.err == EINTR);
     if (c.value < 0 && !in_progress) return c;
@@ -234,10 +237,10 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
         return c;  // EINPROGRESS as usual (or EINTR: the kernel carries on connecting)
     }
     background::start_handshake(*s);
-    if (is_nonblocking(fd)) return {0, 0};
+    if (is_nonblocking(fd)) return {0, saved_errno};
     if (s->wait_settled() != SessionState::established)
         return sys::fail<int>(s->take_socket_error());
-    return {0, 0};
+    return {0, saved_errno};
 }
 
 sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flags, bool has_flags) {
