@@ -130,6 +130,7 @@ class Thread {
     void end_job(Entry& e);
     void arm(Entry& e);
     void settle(Entry& e);
+    void flush(Entry& e);
     void sweep(std::uint64_t now);
     Entry& entry(Session* s);
 
@@ -241,20 +242,28 @@ void Thread::apply(const Command& c) {
             ask_agent(e);
             break;
         case Kind::writable:
-            e.flushing = true;
-            arm(e);
+            if (!e.job && !e.connecting) {
+                e.flushing = true;
+                arm(e);
+            }
             break;
         case Kind::retire:
+            // A handshake or connect in flight goes on: bytes the program wrote before closing
+            // are sealed and sent when the keys arrive, then close_notify (pump()).
             e.retired = true;
-            if (e.job) end_job(e);
-            e.connecting = false;
-            e.flushing = true;  // close_notify and any tail go out before the anchor closes
-            if (!e.session->pump())
-                settle(e);
-            else
-                arm(e);
+            if (!e.job && !e.connecting) flush(e);
             break;
     }
+}
+
+// Sends what the session still has; waits for writability while something is left, then
+// settles (a retired session closes its anchor).
+void Thread::flush(Entry& e) {
+    e.flushing = e.session->pump();
+    if (e.flushing)
+        arm(e);
+    else
+        settle(e);
 }
 
 // Waits for the anchor to turn writable (one shot).
@@ -270,32 +279,25 @@ void Thread::on_anchor(Entry& e, std::uint32_t events) {
     Session& s = *e.session;
     if (e.connecting) {
         e.connecting = false;
-        int err = 0;
-        socklen_t len = sizeof err;
         if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
-            // Leave the error for the program's getsockopt(SO_ERROR): the session reports it.
+            int err = 0;
+            socklen_t len = sizeof err;
             (void)sys::getsockopt(s.anchor(), SOL_SOCKET, SO_ERROR, &err, &len);
-            s.fail(err != 0 ? err : ECONNREFUSED,
-                   fmt::format("the TCP connection failed: {}", std::strerror(err)));
+            if (err == 0) err = ECONNREFUSED;
+            s.fail(err, fmt::format("the TCP connection failed: {}", std::strerror(err)));
             settle(e);
             return;
         }
         s.connected();
         ask_agent(e);
+        return;
     }
-    if (e.flushing) {
-        if (s.pump()) {
-            arm(e);
-            return;
-        }
-        e.flushing = false;
-        settle(e);
-    }
+    if (e.flushing) flush(e);
 }
 
 void Thread::ask_agent(Entry& e) {
     Session& s = *e.session;
-    if (e.retired || s.state() != SessionState::handshaking) return;
+    if (s.state() != SessionState::handshaking) return settle(e);
     std::string path;
     {
         std::lock_guard lock(mu_);
@@ -397,11 +399,11 @@ void Thread::on_agent(Entry& e) {
             job.frame.view().subspan(agent::length_size, job.want - agent::length_size));
         if (!reply || reply.value().request_id != job.request_id) {
             e.session->fail(ECONNREFUSED, "the agent sent a reply the shim cannot read");
+            end_job(e);
+            settle(e);
         } else {
-            finish_job(e, reply.value());
+            finish_job(e, reply.value());  // ends the job
         }
-        end_job(e);
-        settle(e);
         return;
     }
 }
@@ -409,19 +411,19 @@ void Thread::on_agent(Entry& e) {
 void Thread::finish_job(Entry& e, agent::Message& reply) {
     Session& s = *e.session;
     if (auto* ok = std::get_if<agent::HandshakeReply>(&reply.body)) {
-        if (s.establish(*ok) && s.pump()) {
-            e.flushing = true;
-            arm(e);
-        }
-        return;
-    }
-    if (auto* err = std::get_if<agent::ErrorReply>(&reply.body)) {
+        const bool established = s.establish(*ok);
+        end_job(e);  // wipes the secrets
+        if (established) return flush(e);
+    } else if (auto* err = std::get_if<agent::ErrorReply>(&reply.body)) {
         s.fail(refusal_errno(s.setup().role, err->code),
                fmt::format("{}: {}{}", agent::error_code_name(err->code), err->message,
                            refusal_hint(err->code)));
-        return;
+        end_job(e);
+    } else {
+        s.fail(ECONNREFUSED, "the agent answered with an unexpected message");
+        end_job(e);
     }
-    s.fail(ECONNREFUSED, "the agent answered with an unexpected message");
+    settle(e);
 }
 
 void Thread::end_job(Entry& e) {
@@ -431,9 +433,9 @@ void Thread::end_job(Entry& e) {
     e.job.reset();  // wipes the reply
 }
 
-// A retired session with nothing left to send: close the anchor (the FIN) and schedule the free.
+// A retired session with nothing left to do: close the anchor (the FIN) and schedule the free.
 void Thread::settle(Entry& e) {
-    if (!e.retired || e.job || e.freed_after != 0) return;
+    if (!e.retired || e.job || e.connecting || e.flushing || e.freed_after != 0) return;
     if (e.in_epoll) epoll_ctl(epoll_, EPOLL_CTL_DEL, e.session->anchor(), nullptr);
     e.in_epoll = false;
     const int anchor = e.session->anchor();

@@ -86,8 +86,8 @@ bool Session::establish(agent::HandshakeReply& reply) {
         return false;
     }
     {
+        // Also after close(): bytes held before it are sealed and sent, then close_notify.
         std::scoped_lock lock(recv_mu_, send_mu_);
-        if (closed()) return false;
         receive_ = std::make_unique<ReceiveSide>(anchor_, std::move(opener.value()));
         send_ = std::make_unique<SendSide>(anchor_, std::move(sealer.value()));
         std::lock_guard state_lock(state_mu_);

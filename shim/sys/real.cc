@@ -148,7 +148,8 @@ Ret<int> closefrom(int lowfd) noexcept {
 
 Ret<int> dup_cloexec_high(int fd) noexcept {
     // Aim below the soft RLIMIT_NOFILE (F_DUPFD fails with EINVAL at or above it), far from the
-    // low numbers programs expect open() to hand out; fall back to any free number.
+    // low numbers programs expect open() to hand out; fall back to any free number (also when
+    // the top numbers are all taken).
     rlimit lim{};
     long floor = 3;
     if (raw_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, nullptr, &lim) == 0 && lim.rlim_cur > 256) {
@@ -156,7 +157,7 @@ Ret<int> dup_cloexec_high(int fd) noexcept {
         floor = static_cast<long>(cur) - 64;
     }
     Ret<int> r = fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void*>(floor));
-    if (r.value < 0 && r.err == EINVAL && floor != 3)
+    if (r.value < 0 && (r.err == EINVAL || r.err == EMFILE) && floor != 3)
         r = fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void*>(3L));
     return r;
 }
@@ -166,7 +167,7 @@ Ret<int> unshare_files() noexcept {
 }
 
 void log_line(const char* message) noexcept {
-    char line[256];
+    char line[1024];
     static constexpr char kPrefix[] = "sealsock: ";
     size_t n = sizeof kPrefix - 1;
     std::memcpy(line, kPrefix, n);
