@@ -25,6 +25,7 @@
 #include <new>
 #include <string>
 
+#include "config/diagnostic.h"
 #include "config/file.h"
 #include "config/match.h"
 #include "protocol/agent_client.h"
@@ -51,7 +52,7 @@ const Rules& rules() {
         if (n > 0) r->exe.assign(path, static_cast<std::size_t>(n));
         config::LoadResult result = config::load_files(config::process_environment());
         if (!result.ok()) {
-            r->error = result.errors.front().message;
+            r->error = config::format(result.errors.front());
             report(
                 "the config cannot be used, so no TCP connection of this program can be "
                 "decided: they fail closed: {}",
