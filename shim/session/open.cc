@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -37,6 +38,8 @@
 
 namespace sealsock {
 namespace {
+
+std::atomic<bool> g_forked{false};
 
 struct Rules {
     config::Config config;
@@ -219,6 +222,13 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
         return sys::fail<int>(ECONNREFUSED);
     }
 
+    if (g_forked.load(std::memory_order_relaxed)) {
+        report(
+            "outbound connection to {} refused (rule \"{}\"): sealing in a forked child "
+            "process is not supported yet",
+            peer, rule->name);
+        return sys::fail<int>(ECONNREFUSED);
+    }
     errno = saved_errno;
     const sys::Ret<int> c = sys::connect(fd, addr, len);
     const bool in_progress = c.value < 0 && (c.err == EINPROGRESS || c.err == EINTR);
@@ -276,6 +286,15 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
         q.suites = rule->suites;
         q.allow = rule->allow;
     }
+    if (g_forked.load(std::memory_order_relaxed)) {
+        report(
+            "inbound connection from {} reset (rule \"{}\"): sealing in a forked child "
+            "process is not supported yet",
+            setup.peer, setup.rule);
+        disconnect(fd);
+        (void)sys::close(fd);
+        return sys::fail<int>(ECONNABORTED);
+    }
     int err = 0;
     Session* s = register_session(fd, std::move(setup), SessionState::handshaking, err);
     if (s == nullptr) {
@@ -325,6 +344,10 @@ void remember_names(const char* node, const addrinfo* result) {
         }
     } catch (...) {  // out of memory: the name is simply not known
     }
+}
+
+void forked_child() noexcept {
+    g_forked.store(true, std::memory_order_relaxed);
 }
 
 sys::Ret<int> open_connect(int fd, const sockaddr* addr, socklen_t len) noexcept {

@@ -454,6 +454,51 @@ void on_name_resolved(const char* node, const addrinfo* result) {
     remember_names(node, result);
 }
 
+// Sessions live in this process's memory, and a forked child's copy would seal with the same
+// keys and sequence numbers as the parent: a repeated nonce. Until sessions move to shared memory
+// (DESIGN I5), the child gets the fail-closed table: every call on an inherited sealed fd fails
+// with EIO and a log line (close just closes it), and new sealed connections are refused.
+extern const SessionOps kForkedOps;
+
+void on_fork(pid_t pid) {
+    if (pid != 0) return;
+    forked_child();
+    registry::set_ops(&kForkedOps);
+    // The child's copies of the anchors would keep every sealed socket open (no FIN to the peer)
+    // for as long as the child lives.
+    for (long fd = registry::next_owned(0, registry::kFdLimit - 1); fd >= 0;
+         fd = registry::next_owned(fd + 1, registry::kFdLimit - 1)) {
+        Session* session = registry::find(static_cast<int>(fd));
+        if (session != nullptr && session->anchor() == fd) {
+            (void)registry::erase(static_cast<int>(fd));
+            (void)sys::close(static_cast<int>(fd));
+        }
+    }
+}
+
+// A sealed fd must not reach a new program image as a plain socket (it would write plaintext
+// into a TLS stream). Until sessions can be handed across exec (DESIGN I5), sealed fds are
+// close-on-exec: the new program does not get them at all.
+sys::Ret<int> on_exec(char* const*) {
+    const int saved = errno;
+    bool logged = false;
+    for (long fd = registry::next_owned(0, registry::kFdLimit - 1); fd >= 0;
+         fd = registry::next_owned(fd + 1, registry::kFdLimit - 1)) {
+        const int flags = sys::fcntl(static_cast<int>(fd), F_GETFD, nullptr).value;
+        if (flags < 0 || (flags & FD_CLOEXEC) != 0) continue;  // anchors are close-on-exec
+        (void)sys::fcntl(static_cast<int>(fd), F_SETFD,
+                         reinterpret_cast<void*>(static_cast<long>(flags | FD_CLOEXEC)));
+        if (!logged) {
+            report(
+                "sealed connections are not passed to a new program yet: the exec'd program "
+                "does not inherit them (fd {} and any others)",
+                fd);
+            logged = true;
+        }
+    }
+    return {0, saved};
+}
+
 constexpr SessionOps kOps = [] {
     SessionOps ops{};
     ops.connect = op_connect;
@@ -487,6 +532,17 @@ constexpr SessionOps kOps = [] {
     ops.ioctl = op_ioctl;
     ops.syscall = op_syscall;
     ops.name_resolved = on_name_resolved;
+    ops.after_fork = on_fork;
+    ops.before_exec = on_exec;
+    ops.open_connect = open_connect;
+    ops.open_accept = open_accept;
+    return ops;
+}();
+
+constexpr SessionOps kForkedOps = [] {
+    SessionOps ops{};
+    ops.name_resolved = on_name_resolved;
+    ops.before_exec = on_exec;
     ops.open_connect = open_connect;
     ops.open_accept = open_accept;
     return ops;
