@@ -60,8 +60,6 @@ int refusal_errno(SessionRole role, ErrorCode code) {
 // What a person should do about a refusal, appended to the agent's sentence.
 const char* refusal_hint(ErrorCode code) {
     switch (code) {
-        case ErrorCode::locked:
-            return " (run `sealsock agent unlock`)";
         case ErrorCode::no_identity:
             return " (check the rule's identity and the agent's --identity list)";
         case ErrorCode::busy:
@@ -113,6 +111,11 @@ class Thread {
         (void)sys::write(wake_, &one, sizeof one);
     }
 
+    void forget(int anchor) {
+        const int ep = std::atomic_ref<int>(epoll_).load(std::memory_order_acquire);
+        if (ep >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, anchor, nullptr);
+    }
+
     void set_agent_socket(std::string path) {
         std::lock_guard lock(mu_);
         agent_socket_ = std::move(path);
@@ -152,7 +155,7 @@ Thread& thread() {
 
 void Thread::start() {
     wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    std::atomic_ref<int>(epoll_).store(epoll_create1(EPOLL_CLOEXEC), std::memory_order_release);
     if (wake_ < 0 || epoll_ < 0) {
         report("cannot start the shim's background thread: {}", std::strerror(errno));
         std::abort();  // fail closed: sealed connections cannot work without it
@@ -436,11 +439,8 @@ void Thread::end_job(Entry& e) {
 // A retired session with nothing left to do: close the anchor (the FIN) and schedule the free.
 void Thread::settle(Entry& e) {
     if (!e.retired || e.job || e.connecting || e.flushing || e.freed_after != 0) return;
-    if (e.in_epoll) epoll_ctl(epoll_, EPOLL_CTL_DEL, e.session->anchor(), nullptr);
     e.in_epoll = false;
-    const int anchor = e.session->anchor();
-    (void)registry::erase(anchor);
-    (void)sys::close(anchor);
+    e.session->close_anchor();
     e.freed_after = now_ms() + kFreeDelayMs;
 }
 
@@ -485,6 +485,10 @@ void await_writable(Session& session) {
 
 void retire(Session& session) {
     thread().post({Kind::retire, &session});
+}
+
+void forget(int anchor) {
+    thread().forget(anchor);
 }
 
 void set_agent_socket(std::string path) {

@@ -35,6 +35,10 @@ void await_writable(Session& session);
 // and free the session once no call is inside it.
 void retire(Session& session);
 
+// Takes `anchor` out of the epoll set now, from the calling thread (before the anchor is closed
+// and its number can be reused).
+void forget(int anchor);
+
 // The agent socket sessions use (from the config, else the agent's default path); set before
 // the first handshake.
 void set_agent_socket(std::string path);

@@ -248,7 +248,10 @@ sys::Ret<ssize_t> Session::hold(ByteView data, int flags) {
         return sys::fail<ssize_t>(EINPROGRESS);  // settled meanwhile: the caller loops
     if (shut_wr_wanted_) return sys::fail<ssize_t>(EPIPE);
     const std::size_t room = kHeldLimit - std::min(kHeldLimit, held_.size());
-    if (room == 0) return sys::fail<ssize_t>(EAGAIN);
+    if (room == 0) {
+        write_edge_owed_ = true;
+        return sys::fail<ssize_t>(EAGAIN);
+    }
     const std::size_t n = std::min(room, data.size());
     held_.insert(held_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
     return {static_cast<ssize_t>(n), 0};
@@ -307,6 +310,7 @@ bool Session::pump_locked() {
         if (send_->has_tail()) return true;
     }
     if (held_.capacity() != 0) wipe(held_);
+    if (write_edge_owed_) fire_write_edge();
     if ((shut_wr_wanted_ || closed()) && !shut_wr_done_) {
         const sys::Ret<int> c = send_->close_notify(seam_io());
         if (c.value == 1) return true;
@@ -314,6 +318,21 @@ bool Session::pump_locked() {
         shut_wr_done_ = true;
     }
     return false;
+}
+
+// A program that got EAGAIN from the held buffer waits for the socket to turn writable, but the
+// kernel's socket may never have been full, so no EPOLLOUT edge would ever come (an
+// edge-triggered program would stall). Setting SO_SNDBUF calls the socket's write-space
+// callback, which wakes every writer waiting on it (sock_setsockopt -> sk_write_space). The value
+// set is the one in force (getsockopt reports it doubled), so the buffer size does not change;
+// this pins it (no more autotuning), a price paid only on this rare path.
+void Session::fire_write_edge() {
+    write_edge_owed_ = false;
+    int doubled = 0;
+    socklen_t len = sizeof doubled;
+    if (sys::getsockopt(anchor_, SOL_SOCKET, SO_SNDBUF, &doubled, &len).value != 0) return;
+    const int value = std::max(doubled / 2, 4096);
+    (void)sys::setsockopt(anchor_, SOL_SOCKET, SO_SNDBUF, &value, sizeof value);
 }
 
 // --- shutdown, close, options --------------------------------------------------------------
@@ -336,15 +355,35 @@ sys::Ret<int> Session::shutdown(int how) {
 
 sys::Ret<int> Session::close(int fd) {
     if (fd == anchor_) return sys::fail<int>(EBADF);  // the shim's own: never the program's
+    bool done = false;
     {
         std::scoped_lock lock(recv_mu_, send_mu_);
         closed_.store(true, std::memory_order_release);
+        // The common case finishes here, in the program's thread: close_notify goes out and the
+        // anchor closes (the FIN) before close() returns, so a program that exits right after
+        // close() still ends its connection cleanly. A tail, held bytes or a handshake in flight
+        // are left to the background thread.
+        if (state() == SessionState::established && held_.empty() && !send_->has_tail() &&
+            !flush_armed_.load(std::memory_order_acquire)) {
+            const sys::Ret<int> c = send_->close_notify(seam_io());
+            done = c.value <= 0;
+        } else if (state() == SessionState::failed) {
+            done = true;
+        }
+        if (done) close_anchor();
     }
     settled_.notify_all();
     (void)registry::erase(fd);
     const sys::Ret<int> r = sys::close(fd);
-    background::retire(*this);  // close_notify, the tail and the anchor's close come from there
+    background::retire(*this);  // what is left, and the free, come from there
     return r;
+}
+
+void Session::close_anchor() {
+    if (anchor_closed_.exchange(true, std::memory_order_acq_rel)) return;
+    background::forget(anchor_);  // out of the epoll set before the number can be reused
+    (void)registry::erase(anchor_);
+    (void)sys::close(anchor_);
 }
 
 int Session::take_socket_error() {

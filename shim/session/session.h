@@ -113,6 +113,8 @@ class Session {
     // closes it; the background thread sends what is left on the anchor, closes the anchor (the
     // FIN) and frees the session. Closing the anchor's number answers EBADF.
     sys::Ret<int> close(int fd);
+    // Closes the anchor once (the FIN, when the program's fd is closed too). Idempotent.
+    void close_anchor();
     // SO_ERROR as the program sees it: the failure's errno once, then the kernel's.
     int take_socket_error();
     // The program's own SO_RCVLOWAT / SO_RCVBUF values (the shim manages the kernel's).
@@ -138,11 +140,13 @@ class Session {
     void after_receive();  // KeyUpdate owed, fatal alert owed, failure logged
     bool pump_locked();    // under send_mu_
     [[nodiscard]] bool nonblocking(int flags) const;
+    void fire_write_edge();
     void log_failure(const char* reason);
 
     const int fd_;
     const int anchor_;
     std::atomic<bool> closed_{false};
+    std::atomic<bool> anchor_closed_{false};
     SessionSetup setup_;
     std::atomic<SessionState> state_;
 
@@ -156,6 +160,7 @@ class Session {
     std::vector<std::uint8_t> held_;  // plaintext written before the keys arrived
     bool shut_wr_wanted_ = false;     // shutdown(SHUT_WR) asked before the tail was out
     bool shut_wr_done_ = false;
+    bool write_edge_owed_ = false;  // hold() answered EAGAIN: the program waits for EPOLLOUT
     std::atomic<bool> update_owed_{false};
     std::atomic<bool> flush_armed_{false};  // the flusher has been asked and not yet run
     std::atomic<bool> failure_logged_{false};
