@@ -9,7 +9,16 @@
 // later call reports close_notify ("Any data received after a closure alert has been received
 // MUST be ignored", RFC 8446 6.1).
 //
-// Thread-safety: none; one RecordOpener per session, used under the session's receive lock.
+// State and view (see traffic.h). All that changes as records are opened (the keys, the sequence
+// number, a post-handshake message split across records, the run of non-data records, a KeyUpdate
+// request not yet taken, failed and closed) lives in an OpenState: standard-layout, trivially
+// copyable, no pointers, 144 bytes, for shared memory (DESIGN I5). A RecordOpener over an
+// OpenState is a view whose only private part is the cipher context for the key in force; views
+// over one state, in any process and at any address, open one record stream. create() makes an
+// owning opener.
+//
+// Thread-safety: none; one OpenState per session, used under the session's receive lock whichever
+// view opens.
 #pragma once
 
 #include <sealsock/bytes.h>
@@ -17,8 +26,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 
 #include "record/post_handshake.h"
+#include "record/reason.h"
 #include "record/suite.h"
 #include "record/traffic.h"
 #include "record/wire.h"
@@ -42,7 +54,8 @@ struct OpenOutcome {
     Alert alert = Alert::none;    // fatal: the alert to send to the peer
     std::uint8_t peer_alert = 0;  // fatal because the peer sent an alert: its description
     bool peer_ended = false;      // fatal because the peer sent a fatal alert
-    const char* reason = "";      // fatal: one human sentence, static storage
+    Reason code = Reason::none;   // fatal: why, as a code to store
+    const char* reason = "";      // fatal: reason_text(code), static storage
 };
 
 // What the header at the start of `in` announces.
@@ -51,7 +64,8 @@ struct RecordHead {
     std::size_t record_size = 0;                // header plus body
     std::size_t plaintext_bound = 0;            // the most plaintext the record can carry
     Alert alert = Alert::none;
-    const char* reason = "";
+    Reason code = Reason::none;
+    const char* reason = "";  // reason_text(code)
 };
 
 struct OpenLimits {
@@ -61,11 +75,39 @@ struct OpenLimits {
     std::uint32_t max_nondata_run = 32;
 };
 
+// An opener's state in shared-memory form (see the header comment).
+struct OpenState {
+    TrafficState traffic;
+    OpenLimits limits;
+    PostHandshakeParser handshake;  // a handshake message split across records
+    std::uint32_t nondata_run;      // records in a row without application data
+    bool update_requested;          // the peer asked for a KeyUpdate; not yet taken
+    bool failed;
+    bool closed;
+};
+static_assert(std::is_standard_layout_v<OpenState> && std::is_trivially_copyable_v<OpenState>);
+static_assert(sizeof(OpenState) <= 144);
+
 class RecordOpener {
   public:
-    // `secret` is the peer's application traffic secret, `seq` its next sequence number.
+    // Fills `state` (any contents before, zeroed memory included): `secret` is the peer's
+    // application traffic secret, `seq` its next sequence number. On failure the state is wiped
+    // and every open() is fatal.
+    static Status init(OpenState& state, const SuiteParams& suite, ByteView secret,
+                       std::uint64_t seq, OpenLimits limits = {});
+    // Wipes the keys (sodium_memzero); every later open() is fatal.
+    static void wipe(OpenState& state);
+
+    // A view over `state`, which must outlive it.
+    explicit RecordOpener(OpenState& state);
+
+    // An owning opener: init() into a state of its own, wiped when the opener goes.
     static Result<RecordOpener> create(const SuiteParams& suite, ByteView secret, std::uint64_t seq,
                                        OpenLimits limits = {});
+
+    // Copies the state into `target` and makes this opener a view over it, keeping its cipher
+    // context. An owned state is wiped and freed.
+    void move_to(OpenState& target);
 
     // Checks the 5-byte header at the start of `in`. Static: needs no keys.
     [[nodiscard]] static RecordHead inspect(ByteView in);
@@ -78,29 +120,28 @@ class RecordOpener {
     // before its next application data (RFC 8446 4.6.3).
     [[nodiscard]] bool take_update_request();
 
-    [[nodiscard]] bool failed() const { return failed_; }
-    [[nodiscard]] bool closed() const { return closed_; }
+    [[nodiscard]] bool failed() const { return state_->failed; }
+    [[nodiscard]] bool closed() const { return state_->closed; }
     [[nodiscard]] std::uint64_t sequence() const { return traffic_.sequence(); }
     [[nodiscard]] std::uint64_t generation() const { return traffic_.generation(); }
-    [[nodiscard]] const SuiteParams& suite() const { return traffic_.suite(); }
+    // nullptr once the keys are wiped.
+    [[nodiscard]] const SuiteParams* suite() const { return traffic_.suite(); }
+    [[nodiscard]] const OpenState& state() const { return *state_; }
 
   private:
-    RecordOpener(Traffic traffic, OpenLimits limits)
-        : traffic_(std::move(traffic)), limits_(limits) {}
+    struct Wipe {
+        void operator()(OpenState* state) const;
+    };
 
-    OpenOutcome fatal(Alert alert, const char* reason);
+    OpenOutcome fatal(Alert alert, Reason reason);
     OpenOutcome non_data(std::size_t consumed);
     OpenOutcome on_application_data(std::size_t consumed, std::size_t size);
     OpenOutcome on_alert(std::size_t consumed, ByteView message);
     OpenOutcome on_handshake(std::size_t consumed, ByteView message);
 
-    Traffic traffic_;
-    OpenLimits limits_;
-    PostHandshakeParser handshake_;
-    std::uint32_t nondata_run_ = 0;
-    bool update_requested_ = false;
-    bool failed_ = false;
-    bool closed_ = false;
+    std::unique_ptr<OpenState, Wipe> owned_;  // set for an owning opener only
+    OpenState* state_;
+    Traffic traffic_;  // a view over state_->traffic
 };
 
 }  // namespace sealsock::record

@@ -2,7 +2,12 @@
 //
 // Used when the program's buffer is smaller than the plaintext a record may carry: the record is
 // opened into the cache and the program takes from it across calls. The storage is inline
-// (no heap) so a cache can live in shared session memory; it is wiped when drained.
+// (no heap) and wiped when drained.
+//
+// Two forms. PlaintextCacheState is the shared-memory form: standard-layout, trivially copyable,
+// no pointers, all zero is "empty", so it lives inside a session's ReceiveState (DESIGN I5) and
+// pages of it that were never written are never touched. PlaintextCache owns one and wipes it
+// when destroyed, for callers that keep a cache of their own.
 //
 // Thread-safety: none; part of one session's receive state.
 #pragma once
@@ -13,18 +18,15 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "record/wire.h"
 
 namespace sealsock::record {
 
-class PlaintextCache {
+// 16,632 bytes.
+class PlaintextCacheState {
   public:
-    PlaintextCache() = default;
-    ~PlaintextCache() { sodium_memzero(bytes_, sizeof bytes_); }
-    PlaintextCache(const PlaintextCache&) = delete;
-    PlaintextCache& operator=(const PlaintextCache&) = delete;
-
     // The buffer to open a record into; valid only while the cache is empty.
     [[nodiscard]] MutableByteView space() {
         return empty() ? MutableByteView(bytes_) : MutableByteView();
@@ -32,7 +34,7 @@ class PlaintextCache {
     // Records that `n` bytes of plaintext were opened into space().
     void filled(std::size_t n) {
         begin_ = 0;
-        end_ = std::min(n, sizeof bytes_);
+        end_ = static_cast<std::uint32_t>(std::min(n, sizeof bytes_));
     }
 
     [[nodiscard]] bool empty() const { return begin_ == end_; }
@@ -48,19 +50,32 @@ class PlaintextCache {
     }
 
     void consume(std::size_t n) {
-        begin_ += std::min(n, available());
+        begin_ += static_cast<std::uint32_t>(std::min(n, available()));
         if (empty()) clear();
     }
 
+    // Wipes the plaintext held (only the bytes a record was opened into: untouched pages stay
+    // untouched) and empties the cache.
     void clear() {
-        sodium_memzero(bytes_, end_);
+        sodium_memzero(bytes_, std::min<std::size_t>(end_, sizeof bytes_));
         begin_ = end_ = 0;
     }
 
   private:
-    std::uint8_t bytes_[max_plaintext_bound] = {};
-    std::size_t begin_ = 0;
-    std::size_t end_ = 0;
+    std::uint32_t begin_;
+    std::uint32_t end_;
+    std::uint8_t bytes_[max_plaintext_bound];
+};
+static_assert(std::is_standard_layout_v<PlaintextCacheState> &&
+              std::is_trivially_copyable_v<PlaintextCacheState>);
+static_assert(sizeof(PlaintextCacheState) <= 16640);
+
+class PlaintextCache : public PlaintextCacheState {
+  public:
+    PlaintextCache() { filled(0); }
+    ~PlaintextCache() { clear(); }
+    PlaintextCache(const PlaintextCache&) = delete;
+    PlaintextCache& operator=(const PlaintextCache&) = delete;
 };
 
 }  // namespace sealsock::record

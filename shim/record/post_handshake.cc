@@ -22,7 +22,7 @@ constexpr std::uint8_t ticket_field_count = sizeof ticket_fields / sizeof ticket
 constexpr std::uint32_t ticket_min = 4 + 4 + 1 + 2 + 1 + 2;
 constexpr std::uint32_t ticket_max = 4 + 4 + 1 + 255 + 2 + 0xffff + 2 + 0xfffe;
 
-Alert fail(PostHandshakeParser::Step& step, Alert alert, const char* reason) {
+Alert fail(PostHandshakeParser::Step& step, Alert alert, Reason reason) {
     step.alert = alert;
     step.reason = reason;
     return alert;
@@ -37,27 +37,24 @@ bool PostHandshakeParser::start_message(Step& step) {
     switch (static_cast<HandshakeType>(type_)) {
         case HandshakeType::new_session_ticket:
             if (body_left_ < ticket_min || body_left_ > ticket_max)
-                return fail(step, Alert::decode_error, "NewSessionTicket has an impossible length"),
-                       false;
+                return fail(step, Alert::decode_error, Reason::ticket_length), false;
             field_ = 0;
             in_prefix_ = false;
             field_left_ = ticket_fields[0].size;
             return true;
         case HandshakeType::key_update:
             if (body_left_ != 1)
-                return fail(step, Alert::decode_error, "KeyUpdate has the wrong length"), false;
+                return fail(step, Alert::decode_error, Reason::key_update_length), false;
             return true;
     }
-    return fail(step, Alert::unexpected_message,
-                "peer sent a handshake message that is not allowed after the handshake"),
-           false;
+    return fail(step, Alert::unexpected_message, Reason::handshake_type), false;
 }
 
 bool PostHandshakeParser::next_field(Step& step) {
     if (in_prefix_) {
         // The prefix is complete: the field's contents follow.
         if (prefix_value_ < ticket_fields[field_].size)
-            return fail(step, Alert::decode_error, "NewSessionTicket field is too short"), false;
+            return fail(step, Alert::decode_error, Reason::ticket_field_short), false;
         in_prefix_ = false;
         field_left_ = prefix_value_;
         if (field_left_ != 0) return true;
@@ -74,7 +71,7 @@ std::size_t PostHandshakeParser::parse_ticket(ByteView bytes, Step& step) {
     std::size_t pos = 0;
     while (pos < bytes.size()) {
         if (field_ == ticket_field_count)
-            return fail(step, Alert::decode_error, "NewSessionTicket has trailing bytes"), pos;
+            return fail(step, Alert::decode_error, Reason::ticket_trailing_bytes), pos;
         const std::size_t n = std::min<std::size_t>(field_left_, bytes.size() - pos);
         if (in_prefix_)
             for (std::size_t i = 0; i < n; ++i)
@@ -102,7 +99,7 @@ PostHandshakeParser::Step PostHandshakeParser::feed(ByteView bytes) {
             // RFC 8446 4.6.3: "If an implementation receives any other value [than 0 or 1], it
             // MUST terminate the connection with an "illegal_parameter" alert."
             if (body[0] > 1) {
-                fail(step, Alert::illegal_parameter, "KeyUpdate request_update is not 0 or 1");
+                fail(step, Alert::illegal_parameter, Reason::key_update_value);
                 break;
             }
             step.key_update = true;
@@ -115,7 +112,7 @@ PostHandshakeParser::Step PostHandshakeParser::feed(ByteView bytes) {
         pos += used;
         body_left_ -= static_cast<std::uint32_t>(used);
         if (step.alert == Alert::none && body_left_ == 0 && field_ != ticket_field_count)
-            fail(step, Alert::decode_error, "NewSessionTicket ends inside a field");
+            fail(step, Alert::decode_error, Reason::ticket_truncated_field);
     }
     return step;
 }

@@ -6,6 +6,9 @@
 // message. Anything else is unexpected_message (RFC 8446 4.6: post-handshake CertificateRequest
 // is only legal if the client offered post_handshake_auth, which the agent never does).
 //
+// The parser is its own state: standard-layout, trivially copyable, no pointers, and all zero is
+// "between messages", so it sits inside a RecordOpener's OpenState in shared memory as it is.
+//
 // Thread-safety: none; part of one session's receive state. No allocation.
 #pragma once
 
@@ -13,7 +16,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include "record/reason.h"
 #include "record/wire.h"
 
 namespace sealsock::record {
@@ -25,7 +30,7 @@ class PostHandshakeParser {
         bool key_update = false;   // a complete KeyUpdate ended at `consumed`
         bool update_requested = false;
         Alert alert = Alert::none;  // not none: the input is invalid; stop
-        const char* reason = "";
+        Reason reason = Reason::none;
     };
 
     // Feeds handshake bytes. Stops early right after a complete KeyUpdate, so the caller can
@@ -51,5 +56,7 @@ class PostHandshakeParser {
     bool in_prefix_ = false;
     std::uint32_t prefix_value_ = 0;
 };
+static_assert(std::is_standard_layout_v<PostHandshakeParser> &&
+              std::is_trivially_copyable_v<PostHandshakeParser>);
 
 }  // namespace sealsock::record

@@ -11,37 +11,71 @@ std::size_t sealed_size(std::size_t plaintext) {
     return plaintext + records * record_overhead;
 }
 
+Status RecordSealer::init(SealState& state, const SuiteParams& suite, ByteView secret,
+                          std::uint64_t seq, RotationPolicy policy, std::uint64_t now) {
+    Status traffic = Traffic::init(state.traffic, suite, secret, seq);
+    state.policy = policy;
+    const std::uint64_t suite_limit = suite.record_limit;
+    state.record_limit =
+        policy.max_records != 0 ? std::min(policy.max_records, suite_limit) : suite_limit;
+    // The KeyUpdate itself needs a sequence number under the old key.
+    state.record_limit = std::max<std::uint64_t>(state.record_limit, 2);
+    state.key_bytes = 0;
+    state.key_since = now;
+    state.update_scheduled = false;
+    state.ask_peer = false;
+    state.failed = !traffic.ok();
+    return traffic;
+}
+
+void RecordSealer::wipe(SealState& state) {
+    Traffic::wipe(state.traffic);
+    state.failed = true;
+}
+
+void RecordSealer::Wipe::operator()(SealState* state) const {
+    wipe(*state);
+    delete state;
+}
+
+RecordSealer::RecordSealer(SealState& state)
+    : state_(&state), traffic_(state.traffic, Aead::Mode::seal) {}
+
 Result<RecordSealer> RecordSealer::create(const SuiteParams& suite, ByteView secret,
                                           std::uint64_t seq, RotationPolicy policy,
                                           std::uint64_t now) {
-    auto traffic = Traffic::create(suite, secret, seq, Aead::Mode::seal);
-    if (!traffic) return traffic.error();
-    return RecordSealer(std::move(traffic.value()), policy, now);
+    std::unique_ptr<SealState, Wipe> owned(new SealState);
+    if (Status s = init(*owned, suite, secret, seq, policy, now); !s) return s.error();
+    RecordSealer sealer(*owned);
+    sealer.owned_ = std::move(owned);
+    // Build the cipher context now, so that a suite OpenSSL cannot run fails here.
+    if (!sealer.traffic_.aead().valid()) return make_error("could not derive traffic keys");
+    return sealer;
 }
 
-RecordSealer::RecordSealer(Traffic traffic, RotationPolicy policy, std::uint64_t now)
-    : traffic_(std::move(traffic)), policy_(policy), key_since_(now) {
-    const std::uint64_t suite_limit = traffic_.suite().record_limit;
-    record_limit_ =
-        policy_.max_records != 0 ? std::min(policy_.max_records, suite_limit) : suite_limit;
-    // The KeyUpdate itself needs a sequence number under the old key.
-    record_limit_ = std::max<std::uint64_t>(record_limit_, 2);
+void RecordSealer::move_to(SealState& target) {
+    if (&target == state_) return;
+    target = *state_;
+    owned_.reset();
+    state_ = &target;
+    traffic_.rebind(target.traffic);
 }
 
 void RecordSealer::schedule_key_update(bool ask_peer) {
-    update_scheduled_ = true;
-    ask_peer_ = ask_peer_ || ask_peer;
+    state_->update_scheduled = true;
+    state_->ask_peer = state_->ask_peer || ask_peer;
 }
 
 bool RecordSealer::key_update_due(std::uint64_t now) const {
     // The last sequence number under a key is kept for the KeyUpdate that retires it.
-    return update_scheduled_ || traffic_.sequence() >= record_limit_ - 1 ||
-           (policy_.max_bytes != 0 && key_bytes_ >= policy_.max_bytes) ||
-           (policy_.max_seconds != 0 && now >= key_since_ + policy_.max_seconds);
+    const SealState& s = *state_;
+    return s.update_scheduled || s.traffic.seq >= s.record_limit - 1 ||
+           (s.policy.max_bytes != 0 && s.key_bytes >= s.policy.max_bytes) ||
+           (s.policy.max_seconds != 0 && now >= s.key_since + s.policy.max_seconds);
 }
 
 std::size_t RecordSealer::seal_record(ContentType type, ByteView content, MutableByteView out) {
-    if (failed_ || content.size() > max_plaintext) return 0;
+    if (state_->failed || content.size() > max_plaintext) return 0;
     const std::size_t size = content.size() + record_overhead;
     if (out.size() < size) return 0;
 
@@ -60,7 +94,7 @@ std::size_t RecordSealer::seal_record(ContentType type, ByteView content, Mutabl
         !traffic_.aead().seal(nonce, out.first(header_size), content, ByteView(&inner_type, 1),
                               body, tag) ||
         !traffic_.advance()) {
-        failed_ = true;
+        state_->failed = true;
         return 0;
     }
     return size;
@@ -81,32 +115,32 @@ std::size_t RecordSealer::send_key_update(MutableByteView out, std::uint64_t now
     // message of type key_update (24) with a 3-byte length.
     const std::array<std::uint8_t, 5> message = {
         static_cast<std::uint8_t>(HandshakeType::key_update), 0, 0, 1,
-        static_cast<std::uint8_t>(ask_peer_ ? 1 : 0)};
+        static_cast<std::uint8_t>(state_->ask_peer ? 1 : 0)};
     // RFC 8446 4.6.3: "After sending a KeyUpdate message, the sender SHALL send all its traffic
     // using the next generation of keys": the KeyUpdate is the last record under the old key.
     const std::size_t n = seal_record(ContentType::handshake, message, out);
     if (n == 0) return 0;
     if (!traffic_.update()) {
-        failed_ = true;
+        state_->failed = true;
         return 0;
     }
-    update_scheduled_ = false;
-    ask_peer_ = false;
-    key_bytes_ = 0;
-    key_since_ = now;
+    state_->update_scheduled = false;
+    state_->ask_peer = false;
+    state_->key_bytes = 0;
+    state_->key_since = now;
     return n;
 }
 
 SealOutcome RecordSealer::flush_key_update(MutableByteView out, std::uint64_t now) {
     SealOutcome r;
-    if (!failed_ && key_update_due(now)) r.written = send_key_update(out, now);
-    r.ok = !failed_;
+    if (!state_->failed && key_update_due(now)) r.written = send_key_update(out, now);
+    r.ok = !state_->failed;
     return r;
 }
 
 SealOutcome RecordSealer::seal_data(ByteView data, MutableByteView out, std::uint64_t now) {
     SealOutcome r;
-    while (!failed_ && r.consumed < data.size()) {
+    while (!state_->failed && r.consumed < data.size()) {
         if (key_update_due(now)) {
             const std::size_t n = send_key_update(out.subspan(r.written), now);
             if (n == 0) break;
@@ -121,9 +155,9 @@ SealOutcome RecordSealer::seal_data(ByteView data, MutableByteView out, std::uin
         if (n == 0) break;
         r.consumed += chunk;
         r.written += n;
-        key_bytes_ += chunk;
+        state_->key_bytes += chunk;
     }
-    r.ok = !failed_;
+    r.ok = !state_->failed;
     return r;
 }
 

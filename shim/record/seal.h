@@ -4,7 +4,16 @@
 // records only; the caller owns the output buffer and whatever of it the kernel did not take.
 // Once a call fails (crypto failure, sequence exhausted) the sealer refuses every later call.
 //
-// Thread-safety: none; one RecordSealer per session, used under the session's send lock.
+// State and view (see traffic.h). All that changes as records are sealed (the keys, the sequence
+// number, the rotation counters, a scheduled KeyUpdate, the failed flag) lives in a SealState:
+// standard-layout, trivially copyable, no pointers, 160 bytes, for shared memory (DESIGN I5). A
+// RecordSealer built over a SealState is a view with one per-process cache, the cipher context
+// for the key in force; several views over one state (in this process or in processes that map
+// it, at any address) seal one record stream with consecutive sequence numbers, and a KeyUpdate
+// sealed through one view is followed by the others. create() makes an owning sealer.
+//
+// Thread-safety: none; one SealState per session, used under the session's send lock whichever
+// view seals.
 #pragma once
 
 #include <sealsock/bytes.h>
@@ -12,6 +21,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 
 #include "record/suite.h"
 #include "record/traffic.h"
@@ -36,12 +47,40 @@ struct SealOutcome {
 // Bytes of records needed to seal `plaintext` bytes of application data (no KeyUpdate included).
 std::size_t sealed_size(std::size_t plaintext);
 
+// A sealer's state in shared-memory form (see the header comment).
+struct SealState {
+    TrafficState traffic;
+    RotationPolicy policy;
+    std::uint64_t record_limit;  // records per key, the suite's and the policy's
+    std::uint64_t key_bytes;     // plaintext bytes sealed under the current key
+    std::uint64_t key_since;     // when the current key was installed
+    bool update_scheduled;
+    bool ask_peer;
+    bool failed;
+};
+static_assert(std::is_standard_layout_v<SealState> && std::is_trivially_copyable_v<SealState>);
+static_assert(sizeof(SealState) <= 160);
+
 class RecordSealer {
   public:
-    // `secret` is this side's application traffic secret, `seq` the next sequence number,
-    // `now` the current time in seconds (any monotonic origin).
+    // Fills `state` (any contents before, zeroed memory included): `secret` is this side's
+    // application traffic secret, `seq` the next sequence number, `now` the current time in
+    // seconds (any monotonic origin). On failure the state is wiped and seals nothing.
+    static Status init(SealState& state, const SuiteParams& suite, ByteView secret,
+                       std::uint64_t seq, RotationPolicy policy, std::uint64_t now);
+    // Wipes the keys (sodium_memzero); the state then refuses to seal, as after a failure.
+    static void wipe(SealState& state);
+
+    // A view over `state`, which must outlive it.
+    explicit RecordSealer(SealState& state);
+
+    // An owning sealer: init() into a state of its own, wiped when the sealer goes.
     static Result<RecordSealer> create(const SuiteParams& suite, ByteView secret, std::uint64_t seq,
                                        RotationPolicy policy, std::uint64_t now);
+
+    // Copies the state into `target` and makes this sealer a view over it, keeping its cipher
+    // context (no key derivation). An owned state is wiped and freed.
+    void move_to(SealState& target);
 
     // Seals as much of `data` as fits into `out` as application-data records of at most 2^14
     // plaintext bytes each, first sending a KeyUpdate if one is due. Writes whole records only.
@@ -63,23 +102,23 @@ class RecordSealer {
     void schedule_key_update(bool ask_peer);
 
     [[nodiscard]] bool key_update_due(std::uint64_t now) const;
-    [[nodiscard]] bool failed() const { return failed_; }
+    [[nodiscard]] bool failed() const { return state_->failed; }
     [[nodiscard]] std::uint64_t sequence() const { return traffic_.sequence(); }
     [[nodiscard]] std::uint64_t generation() const { return traffic_.generation(); }
-    [[nodiscard]] const SuiteParams& suite() const { return traffic_.suite(); }
+    // nullptr once the keys are wiped.
+    [[nodiscard]] const SuiteParams* suite() const { return traffic_.suite(); }
+    [[nodiscard]] const SealState& state() const { return *state_; }
 
   private:
-    RecordSealer(Traffic traffic, RotationPolicy policy, std::uint64_t now);
+    struct Wipe {
+        void operator()(SealState* state) const;
+    };
+
     [[nodiscard]] std::size_t send_key_update(MutableByteView out, std::uint64_t now);
 
-    Traffic traffic_;
-    RotationPolicy policy_;
-    std::uint64_t record_limit_;
-    std::uint64_t key_bytes_ = 0;  // plaintext bytes sealed under the current key
-    std::uint64_t key_since_ = 0;  // when the current key was installed
-    bool update_scheduled_ = false;
-    bool ask_peer_ = false;
-    bool failed_ = false;
+    std::unique_ptr<SealState, Wipe> owned_;  // set for an owning sealer only
+    SealState* state_;
+    Traffic traffic_;  // a view over state_->traffic
 };
 
 }  // namespace sealsock::record

@@ -1,12 +1,12 @@
 #include "session/receive.h"
 
+#include <sodium.h>
 // For the MSG_* flag values only: every socket call goes through Io.
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <new>
 
 namespace sealsock {
 
@@ -23,35 +23,72 @@ namespace {
 constexpr std::size_t kOverhead = record::record_overhead;
 static_assert(kOverhead == 22);
 static_assert(ReceiveSide::staging_capacity > record::max_record_size);
+// held and queued are 32-bit in the state.
+static_assert(ReceiveSide::staging_capacity < (std::size_t{1} << 31));
 
 constexpr int kQuiet = MSG_DONTWAIT;
 
+// The fields before the buffers; the buffers themselves are left untouched.
+void reset_fields(ReceiveState& state, int rcvlowat) {
+    state.failure = StoredFailure();
+    state.held = 0;
+    state.queued = 0;
+    state.rcvlowat = rcvlowat;
+    state.last_err = 0;
+    state.alert_taken = false;
+    state.eof = false;
+    state.truncated = false;
+    state.cache.filled(0);
+}
+
 }  // namespace
 
-struct ReceiveSide::Staging {
-    std::uint8_t bytes[staging_capacity];  // ciphertext only: nothing to wipe
-};
+Status ReceiveSide::init(ReceiveState& state, const record::SuiteParams& suite, ByteView secret,
+                         std::uint64_t seq, record::OpenLimits limits, int rcvlowat) {
+    reset_fields(state, rcvlowat);
+    return RecordOpener::init(state.open, suite, secret, seq, limits);
+}
+
+void ReceiveSide::wipe(ReceiveState& state) {
+    RecordOpener::wipe(state.open);
+    state.cache.clear();
+    sodium_memzero(state.staging, std::min<std::size_t>(state.held, sizeof state.staging));
+    reset_fields(state, state.rcvlowat);
+}
+
+void ReceiveSide::Wipe::operator()(ReceiveState* state) const {
+    wipe(*state);
+    delete state;
+}
+
+ReceiveSide::ReceiveSide(int fd, ReceiveState& state)
+    : state_(&state), fd_(fd), opener_(state.open) {}
 
 ReceiveSide::ReceiveSide(int fd, RecordOpener opener, int rcvlowat)
-    : fd_(fd), opener_(std::move(opener)), rcvlowat_(rcvlowat) {}
+    : owned_(new ReceiveState), state_(owned_.get()), fd_(fd), opener_(std::move(opener)) {
+    reset_fields(*state_, rcvlowat);
+    opener_.move_to(state_->open);
+}
 
 ReceiveSide::~ReceiveSide() = default;
 
-Alert ReceiveSide::take_alert() {
-    if (failure_.err == 0 || alert_taken_) return Alert::none;
-    alert_taken_ = true;
-    return failure_.alert;
+const ReceiveFailure* ReceiveSide::last_failure() const {
+    if (state_->failure.err == 0) return nullptr;
+    static_cast<StoredFailure&>(failure_copy_) = state_->failure;
+    failure_copy_.reason = record::reason_text(state_->failure.code);
+    return &failure_copy_;
 }
 
-void ReceiveSide::trim() {
-    if (held_ == 0) staging_.reset();
-    if (cache_ && cache_->empty()) cache_.reset();
+Alert ReceiveSide::take_alert() {
+    if (state_->failure.err == 0 || state_->alert_taken) return Alert::none;
+    state_->alert_taken = true;
+    return state_->failure.alert;
 }
 
 sys::Ret<ssize_t> ReceiveSide::read(Io& io, MutableByteView out, int flags) {
     if ((flags & MSG_OOB) != 0) return sys::fail<ssize_t>(EINVAL);
-    if (failure_.err != 0) return sys::fail<ssize_t>(failure_.err);
-    if (eof_ || out.empty()) return {0, 0};
+    if (state_->failure.err != 0) return sys::fail<ssize_t>(state_->failure.err);
+    if (state_->eof || out.empty()) return {0, 0};
     if (buffered() == 0 && (flags & (MSG_PEEK | MSG_TRUNC)) != 0) {
         const Step step = load_head(io);
         if (step != Step::ok) return finish(io, step, 0);
@@ -61,7 +98,7 @@ sys::Ret<ssize_t> ReceiveSide::read(Io& io, MutableByteView out, int flags) {
 }
 
 std::size_t ReceiveSide::ready(Io& io) {
-    if (failure_.err != 0 || eof_) return 0;
+    if (state_->failure.err != 0 || state_->eof) return 0;
     if (buffered() == 0) (void)load_head(io);  // blocked or failed: nothing ready; read reports it
     sync_rcvlowat(io);
     return buffered();
@@ -70,7 +107,6 @@ std::size_t ReceiveSide::ready(Io& io) {
 // The direct path: complete records are opened straight into `out`; a head record whose
 // plaintext may not fit goes through the cache when nothing was delivered yet.
 sys::Ret<ssize_t> ReceiveSide::direct(Io& io, MutableByteView out) {
-    if (!ensure_staging()) return sys::fail<ssize_t>(ENOMEM);
     std::size_t filled = 0;
     Step step = fill_direct(io, out, filled);
     if (step == Step::too_big && filled == 0) {
@@ -83,17 +119,18 @@ sys::Ret<ssize_t> ReceiveSide::direct(Io& io, MutableByteView out) {
 ReceiveSide::Step ReceiveSide::fill_direct(Io& io, MutableByteView out, std::size_t& filled) {
     while (filled < out.size()) {
         const std::size_t space = out.size() - filled;
-        if (held_ >= record::header_size) {
+        if (state_->held >= record::header_size) {
             const RecordHead head = RecordOpener::inspect(staged());
-            if (head.status == OpenStatus::fatal) return fail(ECONNRESET, head.alert, head.reason);
+            if (head.status == OpenStatus::fatal) return fail(ECONNRESET, head.alert, head.code);
             if (head.plaintext_bound > space) return Step::too_big;
         }
-        // held_ <= space + 22 here: a held header announces a record that fits, so its prefix is
-        // shorter than space + 22; a prefix without a header is shorter than 5.
-        const std::size_t want = std::min(space + kOverhead - held_, staging_capacity - held_);
-        const auto r = recv_some(io, staging_->bytes + held_, want, kQuiet);
+        // state_->held <= space + 22 here: a held header announces a record that fits, so its
+        // prefix is shorter than space + 22; a prefix without a header is shorter than 5.
+        const std::size_t want =
+            std::min(space + kOverhead - state_->held, staging_capacity - state_->held);
+        const auto r = recv_some(io, state_->staging + state_->held, want, kQuiet);
         if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
-        held_ += static_cast<std::size_t>(r.value);
+        state_->held += static_cast<std::uint32_t>(r.value);
         const Step step = open_staged(out, filled);
         if (step != Step::ok) return step;
         if (static_cast<std::size_t>(r.value) < want) return Step::blocked;  // queue drained
@@ -106,7 +143,7 @@ ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& fil
     std::size_t used = 0;
     Step step = Step::ok;
     while (step == Step::ok) {
-        const ByteView in(staging_->bytes + used, held_ - used);
+        const ByteView in(state_->staging + used, state_->held - used);
         const OpenOutcome o = opener_.open(in, out.subspan(filled));
         switch (o.status) {
             case OpenStatus::data:
@@ -120,7 +157,7 @@ ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& fil
                 break;
             case OpenStatus::close_notify:
                 used += o.consumed;
-                eof_ = true;
+                state_->eof = true;
                 step = Step::eof;
                 break;
             case OpenStatus::need_buffer:  // not for complete records within len + 22
@@ -132,8 +169,8 @@ ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& fil
         }
         break;
     }
-    std::memmove(staging_->bytes, staging_->bytes + used, held_ - used);
-    held_ -= used;
+    std::memmove(state_->staging, state_->staging + used, state_->held - used);
+    state_->held -= static_cast<std::uint32_t>(used);
     return step;
 }
 
@@ -143,47 +180,37 @@ ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& fil
 // low-water mark, cannot make a caller spin); the last byte is peeked and stays queued until
 // the cache drains.
 ReceiveSide::Step ReceiveSide::load_head(Io& io) {
-    if (!ensure_staging()) {
-        last_err_ = ENOMEM;
-        return Step::error;
-    }
-    if (!cache_) {
-        cache_.reset(new (std::nothrow) record::PlaintextCache);
-        if (!cache_) {
-            last_err_ = ENOMEM;
-            return Step::error;
-        }
-    }
     while (true) {
         if (const Step step = read_header(io); step != Step::ok) return step;
         const RecordHead head = RecordOpener::inspect(staged());
-        if (head.status == OpenStatus::fatal) return fail(ECONNRESET, head.alert, head.reason);
-        if (held_ >= head.record_size)
-            return fail(ECONNRESET, Alert::internal_error, "receive state holds a whole record");
+        if (head.status == OpenStatus::fatal) return fail(ECONNRESET, head.alert, head.code);
+        if (state_->held >= head.record_size)
+            return fail(ECONNRESET, Alert::internal_error, record::Reason::whole_record_held);
         const std::size_t last = head.record_size - 1;
-        if (held_ < last) {
-            const auto r = recv_some(io, staging_->bytes + held_, last - held_, kQuiet);
+        if (state_->held < last) {
+            const auto r =
+                recv_some(io, state_->staging + state_->held, last - state_->held, kQuiet);
             if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
-            held_ += static_cast<std::size_t>(r.value);
-            if (held_ < last) return Step::blocked;
+            state_->held += static_cast<std::uint32_t>(r.value);
+            if (state_->held < last) return Step::blocked;
         }
-        const auto r = recv_some(io, staging_->bytes + last, 1, MSG_PEEK | kQuiet);
+        const auto r = recv_some(io, state_->staging + last, 1, MSG_PEEK | kQuiet);
         if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
         const std::size_t rest = 1;  // the last byte, still queued
 
         const OpenOutcome o =
-            opener_.open(ByteView(staging_->bytes, head.record_size), cache_->space());
-        held_ = 0;
+            opener_.open(ByteView(state_->staging, head.record_size), state_->cache.space());
+        state_->held = 0;
         switch (o.status) {
             case OpenStatus::data:
-                cache_->filled(o.plaintext);
-                queued_ = rest;
+                state_->cache.filled(o.plaintext);
+                state_->queued = static_cast<std::uint32_t>(rest);
                 return Step::ok;
             case OpenStatus::discarded:
                 if (const Step step = drop_queued(io, rest); step != Step::ok) return step;
                 continue;
             case OpenStatus::close_notify:
-                eof_ = true;
+                state_->eof = true;
                 (void)drop_queued(io, rest);
                 return Step::eof;
             case OpenStatus::fatal:  // left queued: the fd stays readable for the error
@@ -192,18 +219,19 @@ ReceiveSide::Step ReceiveSide::load_head(Io& io) {
             case OpenStatus::need_buffer:
                 break;
         }
-        return fail(ECONNRESET, Alert::internal_error, "record did not open into the cache");
+        return fail(ECONNRESET, Alert::internal_error, record::Reason::cache_open_failed);
     }
 }
 
 // Takes the 5-byte header of the head record into staging (consumed: the shim may hold a
 // prefix).
 ReceiveSide::Step ReceiveSide::read_header(Io& io) {
-    if (held_ >= record::header_size) return Step::ok;
-    const auto r = recv_some(io, staging_->bytes + held_, record::header_size - held_, kQuiet);
+    if (state_->held >= record::header_size) return Step::ok;
+    const auto r =
+        recv_some(io, state_->staging + state_->held, record::header_size - state_->held, kQuiet);
     if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
-    held_ += static_cast<std::size_t>(r.value);
-    return held_ >= record::header_size ? Step::ok : Step::blocked;
+    state_->held += static_cast<std::uint32_t>(r.value);
+    return state_->held >= record::header_size ? Step::ok : Step::blocked;
 }
 
 // Discards n queued bytes (the rest of a record already opened) without copying them.
@@ -211,10 +239,9 @@ ReceiveSide::Step ReceiveSide::drop_queued(Io& io, std::size_t n) {
     while (n > 0) {
         const auto r = recv_some(io, nullptr, n, MSG_TRUNC | kQuiet);
         if (r.value < 0 && r.err != EAGAIN)
-            return fail(r.err, Alert::none, "connection failed while discarding a record");
+            return fail(r.err, Alert::none, record::Reason::discard_failed);
         if (r.value <= 0)
-            return fail(ECONNRESET, Alert::internal_error,
-                        "a record's queued bytes vanished (another reader on the socket?)");
+            return fail(ECONNRESET, Alert::internal_error, record::Reason::queued_bytes_vanished);
         n -= std::min(n, static_cast<std::size_t>(r.value));
     }
     return Step::ok;
@@ -224,15 +251,15 @@ sys::Ret<ssize_t> ReceiveSide::serve_cache(Io& io, MutableByteView out, int flag
     const bool peek = (flags & MSG_PEEK) != 0;
     std::size_t n = 0;
     if ((flags & MSG_TRUNC) != 0) {
-        n = std::min(out.size(), cache_->available());  // out's storage is not touched
-        if (!peek) cache_->consume(n);
+        n = std::min(out.size(), state_->cache.available());  // out's storage is not touched
+        if (!peek) state_->cache.consume(n);
     } else {
-        n = cache_->take(out, peek);
+        n = state_->cache.take(out, peek);
     }
     Step step = Step::ok;
-    if (cache_->empty()) {
-        step = drop_queued(io, queued_);
-        queued_ = 0;
+    if (state_->cache.empty()) {
+        step = drop_queued(io, state_->queued);
+        state_->queued = 0;
     }
     return finish(io, step, n);
 }
@@ -247,9 +274,9 @@ sys::Ret<ssize_t> ReceiveSide::finish(Io& io, Step step, std::size_t delivered) 
         case Step::eof:
             return {0, 0};
         case Step::failed:
-            return sys::fail<ssize_t>(failure_.err);
+            return sys::fail<ssize_t>(state_->failure.err);
         case Step::error:
-            return sys::fail<ssize_t>(last_err_);
+            return sys::fail<ssize_t>(state_->last_err);
         case Step::blocked:
         case Step::too_big:
             break;
@@ -266,63 +293,58 @@ sys::Ret<ssize_t> ReceiveSide::recv_some(Io& io, void* buf, std::size_t len, int
 
 ReceiveSide::Step ReceiveSide::stopped(const sys::Ret<ssize_t>& r) {
     if (r.err == EAGAIN || r.err == EWOULDBLOCK) return Step::blocked;
-    last_err_ = r.err;
+    state_->last_err = r.err;
     return Step::error;
 }
 
 ReceiveSide::Step ReceiveSide::on_fin() {
-    if (held_ > 0)
-        return fail(ECONNRESET, Alert::none, "peer closed the TCP connection inside a record");
-    eof_ = true;
-    truncated_ = true;
+    if (state_->held > 0) return fail(ECONNRESET, Alert::none, record::Reason::fin_inside_record);
+    state_->eof = true;
+    state_->truncated = true;
     return Step::eof;
 }
 
-ReceiveSide::Step ReceiveSide::fail(int err, Alert alert, const char* reason) {
-    if (failure_.err == 0) {
-        failure_.err = err;
-        failure_.alert = alert;
-        failure_.reason = reason;
+ReceiveSide::Step ReceiveSide::fail(int err, Alert alert, record::Reason reason) {
+    if (state_->failure.err == 0) {
+        state_->failure.err = err;
+        state_->failure.alert = alert;
+        state_->failure.code = reason;
     }
     return Step::failed;
 }
 
 ReceiveSide::Step ReceiveSide::fail(const OpenOutcome& o) {
-    if (failure_.err == 0) {
-        failure_.err = ECONNRESET;
-        failure_.alert = o.alert;
-        failure_.peer_alert = o.peer_alert;
-        failure_.peer_ended = o.peer_ended;
-        failure_.reason = o.reason;
+    if (state_->failure.err == 0) {
+        state_->failure.err = ECONNRESET;
+        state_->failure.alert = o.alert;
+        state_->failure.peer_alert = o.peer_alert;
+        state_->failure.peer_ended = o.peer_ended;
+        state_->failure.code = o.code;
     }
     return Step::failed;
 }
 
 ByteView ReceiveSide::staged() const {
-    return staging_ ? ByteView(staging_->bytes, held_) : ByteView();
-}
-
-bool ReceiveSide::ensure_staging() {
-    if (!staging_) staging_.reset(new (std::nothrow) Staging);
-    return staging_ != nullptr;
+    return ByteView(state_->staging, state_->held);
 }
 
 // The queued bytes that make the next read able to deliver something (DESIGN I2).
 int ReceiveSide::wanted_rcvlowat() const {
-    if (failure_.err != 0 || eof_ || buffered() > 0) return 1;
-    if (held_ < record::header_size) return static_cast<int>(record::header_size - held_);
+    if (state_->failure.err != 0 || state_->eof || buffered() > 0) return 1;
+    if (state_->held < record::header_size)
+        return static_cast<int>(record::header_size - state_->held);
     const RecordHead head = RecordOpener::inspect(staged());
-    if (head.status != OpenStatus::data || held_ >= head.record_size) return 1;
-    return static_cast<int>(head.record_size - held_);
+    if (head.status != OpenStatus::data || state_->held >= head.record_size) return 1;
+    return static_cast<int>(head.record_size - state_->held);
 }
 
 void ReceiveSide::sync_rcvlowat(Io& io) {
     const int want = wanted_rcvlowat();
-    if (want == rcvlowat_) return;
+    if (want == state_->rcvlowat) return;
     while (true) {
         const auto r = io.set_rcvlowat(fd_, want);
         if (r.value < 0 && r.err == EINTR) continue;
-        rcvlowat_ = r.value < 0 ? 0 : want;  // unknown after a failure: set again next time
+        state_->rcvlowat = r.value < 0 ? 0 : want;  // unknown after a failure: set again next time
         return;
     }
 }

@@ -1,12 +1,12 @@
 #include "session/send.h"
 
+#include <sodium.h>
 // For the MSG_* flag values only: every socket call goes through Io.
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <new>
 #include <utility>
 
 namespace sealsock {
@@ -23,27 +23,53 @@ bool transient(int err) {
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ENOBUFS || err == ENOMEM;
 }
 
+// The fields before the buffer; the buffer itself is left untouched.
+void reset_fields(SendState& state) {
+    state.head = state.end = 0;
+    state.broken = 0;
+    state.closed = false;
+}
+
 }  // namespace
 
-SendSide::SendSide(int fd, record::RecordSealer sealer) : fd_(fd), sealer_(std::move(sealer)) {}
+Status SendSide::init(SendState& state, const record::SuiteParams& suite, ByteView secret,
+                      std::uint64_t seq, record::RotationPolicy policy, std::uint64_t now) {
+    reset_fields(state);
+    return record::RecordSealer::init(state.seal, suite, secret, seq, policy, now);
+}
 
-bool SendSide::allocate() {
-    if (!buffer_) buffer_.reset(new (std::nothrow) std::uint8_t[kCapacity]);
-    return buffer_ != nullptr;
+void SendSide::wipe(SendState& state) {
+    record::RecordSealer::wipe(state.seal);
+    sodium_memzero(state.buffer, std::min<std::size_t>(state.end, sizeof state.buffer));
+    reset_fields(state);
+}
+
+void SendSide::Wipe::operator()(SendState* state) const {
+    wipe(*state);
+    delete state;
+}
+
+SendSide::SendSide(int fd, SendState& state) : state_(&state), fd_(fd), sealer_(state.seal) {}
+
+SendSide::SendSide(int fd, record::RecordSealer sealer)
+    : owned_(new SendState), state_(owned_.get()), fd_(fd), sealer_(std::move(sealer)) {
+    reset_fields(*state_);
+    sealer_.move_to(state_->seal);
 }
 
 int SendSide::drain(Io& io, int flags, std::size_t& sent) {
-    while (head_ < end_) {
-        const std::size_t left = end_ - head_;
-        const sys::Ret<ssize_t> r = io.send(fd_, buffer_.get() + head_, left, flags);
+    SendState& s = *state_;
+    while (s.head < s.end) {
+        const std::size_t left = s.end - s.head;
+        const sys::Ret<ssize_t> r = io.send(fd_, s.buffer + s.head, left, flags);
         if (r.value < 0) return r.err != 0 ? r.err : EIO;
         // TCP never takes 0 of a non-empty buffer; treat it as "full" rather than spin.
         if (r.value == 0) return EAGAIN;
         const std::size_t n = std::min(static_cast<std::size_t>(r.value), left);
-        head_ += n;
+        s.head += static_cast<std::uint32_t>(n);
         sent += n;
     }
-    head_ = end_ = 0;
+    s.head = s.end = 0;
     return 0;
 }
 
@@ -53,8 +79,8 @@ int SendSide::send_chunk(Io& io, int flags) {
     if (err == 0 || sent > 0 || transient(err)) return 0;
     // Nothing of the chunk left and the socket is failing: drop the chunk unsent and unreported.
     // Its sequence numbers are spent, so nothing may be sent after it ever again.
-    head_ = end_ = 0;
-    broken_ = err;
+    state_->head = state_->end = 0;
+    state_->broken = err;
     return err;
 }
 
@@ -68,10 +94,10 @@ sys::Ret<ssize_t> SendSide::write(Io& io, ByteView data, int flags, std::uint64_
     if (data.empty()) return {0, 0};
     if ((flags & MSG_OOB) != 0) return sys::fail<ssize_t>(EOPNOTSUPP);
     flags &= kPassedFlags;
-    if (broken_ != 0) return sys::fail<ssize_t>(refuse(io, flags, broken_));
-    if (closed_) return sys::fail<ssize_t>(refuse(io, flags, EPIPE));
+    SendState& s = *state_;
+    if (s.broken != 0) return sys::fail<ssize_t>(refuse(io, flags, s.broken));
+    if (s.closed) return sys::fail<ssize_t>(refuse(io, flags, EPIPE));
     if (sealer_.failed()) return sys::fail<ssize_t>(EIO);
-    if (!allocate()) return sys::fail<ssize_t>(ENOBUFS);
 
     // The tail goes first; while the kernel refuses it, nothing new is accepted.
     std::size_t ignored = 0;
@@ -80,22 +106,22 @@ sys::Ret<ssize_t> SendSide::write(Io& io, ByteView data, int flags, std::uint64_
     std::size_t total = 0;
     while (total < data.size()) {
         const ByteView chunk = data.subspan(total, std::min(data.size() - total, kChunk));
-        const record::SealOutcome s =
-            sealer_.seal_data(chunk, MutableByteView(buffer_.get(), kSealRoom), now);
-        head_ = 0;
-        end_ = s.written;  // may hold a KeyUpdate even when no data was sealed
+        const record::SealOutcome sealed =
+            sealer_.seal_data(chunk, MutableByteView(s.buffer, SendState::kSealRoom), now);
+        s.head = 0;
+        s.end = static_cast<std::uint32_t>(sealed.written);  // may be a KeyUpdate and no data
         if (const int err = send_chunk(io, flags); err != 0)
             return total > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(total), 0}
                              : sys::fail<ssize_t>(err);
-        total += s.consumed;
-        if (has_tail() || s.consumed == 0) break;
+        total += sealed.consumed;
+        if (has_tail() || sealed.consumed == 0) break;
     }
     if (total == 0) return sys::fail<ssize_t>(EIO);  // the sealer failed before any record
     return {static_cast<ssize_t>(total), 0};
 }
 
 sys::Ret<int> SendSide::flush(Io& io) {
-    if (broken_ != 0) return sys::fail<int>(refuse(io, kQuietFlags, broken_));
+    if (state_->broken != 0) return sys::fail<int>(refuse(io, kQuietFlags, state_->broken));
     std::size_t ignored = 0;
     const int err = has_tail() ? drain(io, kQuietFlags, ignored) : 0;
     if (err != 0 && !transient(err)) return sys::fail<int>(err);
@@ -103,31 +129,30 @@ sys::Ret<int> SendSide::flush(Io& io) {
 }
 
 bool SendSide::append_alert(record::Alert alert) {
-    if (!allocate()) return false;
-    if (end_ + kAlertRecord > kCapacity) {
-        std::memmove(buffer_.get(), buffer_.get() + head_, end_ - head_);
-        end_ -= head_;
-        head_ = 0;
+    SendState& s = *state_;
+    if (s.end + SendState::kAlertRecord > SendState::kCapacity) {
+        std::memmove(s.buffer, s.buffer + s.head, s.end - s.head);
+        s.end -= s.head;
+        s.head = 0;
     }
     const std::size_t n =
-        sealer_.seal_alert(alert, MutableByteView(buffer_.get() + end_, kCapacity - end_));
-    end_ += n;
+        sealer_.seal_alert(alert, MutableByteView(s.buffer + s.end, SendState::kCapacity - s.end));
+    s.end += static_cast<std::uint32_t>(n);
     return n != 0;
 }
 
 sys::Ret<int> SendSide::close_notify(Io& io) {
-    if (broken_ != 0) return sys::fail<int>(refuse(io, kQuietFlags, broken_));
-    if (!closed_) {
-        if (!append_alert(record::Alert::close_notify))
-            return sys::fail<int>(buffer_ ? EIO : ENOBUFS);
-        closed_ = true;
+    if (state_->broken != 0) return sys::fail<int>(refuse(io, kQuietFlags, state_->broken));
+    if (!state_->closed) {
+        if (!append_alert(record::Alert::close_notify)) return sys::fail<int>(EIO);
+        state_->closed = true;
     }
     return flush(io);
 }
 
 void SendSide::send_alert(Io& io, record::Alert alert) {
-    if (broken_ != 0 || closed_) return;
-    closed_ = true;
+    if (state_->broken != 0 || state_->closed) return;
+    state_->closed = true;
     if (append_alert(alert)) (void)flush(io);
 }
 

@@ -1,12 +1,12 @@
 // The sending half of one sealed connection: the program's plaintext in, whole TLS 1.3 records
 // out to the kernel, and the tail of a record the kernel took only in part (DESIGN I3).
 //
-// Buffer ownership. A SendSide owns one output buffer (allocated on first use, then reused: no
-// allocation per record). Records are sealed straight from the caller's bytes into it and sent
-// from it. A sealed record is committed: its nonce is spent, so it is sent exactly once, whole.
-// Whatever the kernel did not take (the tail) stays in the buffer and goes out first, before
-// anything else: by the next write(), by flush() (the background flusher, when the socket turns
-// writable), or ahead of close_notify() and send_alert(). The buffer holds ciphertext only.
+// Buffer ownership. Each send state has one output buffer (inline, reused: no allocation per
+// record). Records are sealed straight from the caller's bytes into it and sent from it. A sealed
+// record is committed: its nonce is spent, so it is sent exactly once, whole. Whatever the kernel
+// did not take (the tail) stays in the buffer and goes out first, before anything else: by the next
+// write(), by flush() (the background flusher, when the socket turns writable), or ahead of
+// close_notify() and send_alert(). The buffer holds ciphertext only.
 //
 // What write() reports. The number of plaintext bytes accepted: sealed, and either in the kernel
 // or in the tail. Bytes are never reported that were not sealed, and bytes that were sealed are
@@ -28,8 +28,7 @@
 // errno mapping: the kernel's errno passes through unchanged; EIO when the sealer has failed
 // (crypto failure, sequence numbers exhausted: DESIGN I7, fail closed); EPIPE after
 // close_notify() or send_alert() (the kernel's own, with SIGPIPE per the flags, once the socket is
-// shut down); EOPNOTSUPP for MSG_OOB (out-of-band bytes cannot be sealed);
-// ENOBUFS when the output buffer cannot be allocated.
+// shut down); EOPNOTSUPP for MSG_OOB (out-of-band bytes cannot be sealed).
 //
 // Flags. The program's MSG_DONTWAIT, MSG_NOSIGNAL and MSG_MORE are passed to every send() of the
 // call (the tail included); other flags are dropped (MSG_ZEROCOPY would let the kernel read a
@@ -46,17 +45,33 @@
 // writable; a caller that must see the tail gone before it returns (close(2) with SO_LINGER,
 // shutdown(SHUT_WR) before its FIN) polls POLLOUT and calls flush() until it returns 0.
 //
-// Thread-safety: none. The session calls every method under its send lock. Not
-// async-signal-safe on the first call that needs the buffer (it allocates); afterwards write()
-// takes no lock and allocates nothing.
+// State and view. Everything that changes (the sealer's keys and counters, the buffer with its
+// tail, whether the side is broken or closed) lives in a SendState: standard-layout, trivially
+// copyable, no pointers, fixed size (about 64 KiB, nearly all of it the buffer), so it can live in
+// MAP_SHARED memory shared by a forked child and mapped again, at another address, by a new
+// program image after exec (DESIGN I5). A SendSide constructed over a SendState is a view: it
+// keeps the fd (the socket's number in this process) and the sealer's per-process cipher context.
+// Views over one state, used one at a time under the session's send lock, behave as one SendSide:
+// their writes form one record stream with consecutive sequence numbers, a tail left by one is
+// sent first by the next, a KeyUpdate sealed by one is followed by all. The constructor from a
+// RecordSealer makes an owning SendSide (its state on the heap, wiped when it goes).
+//
+// Pages. init() writes only the first few hundred bytes; the buffer's pages are touched only as
+// records are sealed into them. When idle() (no tail) the buffer holds nothing, and zero-filled
+// buffer memory is a valid idle state, so the owner may give the pages back (MADV_REMOVE).
+//
+// Thread-safety: none. The session calls every method under its send lock. write() takes no lock
+// and allocates nothing.
 #pragma once
 
 #include <sealsock/bytes.h>
+#include <sealsock/result.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "record/seal.h"
 #include "record/wire.h"
@@ -65,13 +80,52 @@
 
 namespace sealsock {
 
-class SendSide {
-  public:
+// The send side in shared-memory form: 65,848 bytes (see the header comment). The fields are the
+// SendSide's; an owner only calls init(), wipe() and idle() and may release `buffer` when idle.
+struct SendState {
     // Plaintext sealed per seal_data() call: four full records.
     static constexpr std::size_t kChunk = 4 * record::max_plaintext;
+    // A KeyUpdate record carries a 5-byte handshake message, an alert 2 bytes.
+    static constexpr std::size_t kKeyUpdateRecord = 5 + record::record_overhead;
+    static constexpr std::size_t kAlertRecord = 2 + record::record_overhead;
+    // seal_data() writes at most this much: kChunk in full records and a KeyUpdate.
+    static constexpr std::size_t kSealRoom =
+        kChunk / record::max_plaintext * record::max_sealed_record + kKeyUpdateRecord;
+    // A whole tail can always be followed by one alert.
+    static constexpr std::size_t kCapacity = kSealRoom + kAlertRecord;
 
-    // `fd` is the connected socket; `sealer` carries this side's write key, sequence number and
-    // rotation policy (RotationPolicy lives in the sealer, which rotates inside seal_data()).
+    // True when the buffer holds nothing (no tail): its pages may be released.
+    [[nodiscard]] bool idle() const { return head == end; }
+
+    record::SealState seal;
+    std::uint32_t head;  // the tail is buffer[head, end)
+    std::uint32_t end;
+    int broken;  // errno that made the send side drop a sealed chunk; 0 while whole
+    bool closed;
+    std::uint8_t buffer[kCapacity];  // ciphertext only
+};
+static_assert(std::is_standard_layout_v<SendState> && std::is_trivially_copyable_v<SendState>);
+static_assert(sizeof(SendState) <= 65848);
+
+class SendSide {
+  public:
+    static constexpr std::size_t kChunk = SendState::kChunk;
+
+    // Fills `state` (any contents before, zeroed memory included) for a connection whose write
+    // key is `secret` at sequence number `seq`, rotating by `policy`; `now` as for write(). Writes
+    // only the fields before the buffer. On failure the state is wiped (writes fail with EIO).
+    static Status init(SendState& state, const record::SuiteParams& suite, ByteView secret,
+                       std::uint64_t seq, record::RotationPolicy policy, std::uint64_t now);
+    // Wipes the keys and whatever the buffer holds (sodium_memzero); every later write() fails
+    // with EIO. The state may then be freed or initialised again.
+    static void wipe(SendState& state);
+
+    // A view over `state` (which must outlive it) for the socket `fd` of this process.
+    SendSide(int fd, SendState& state);
+
+    // An owning SendSide: `sealer` carries this side's write key, sequence number and rotation
+    // policy (RotationPolicy lives in the sealer, which rotates inside seal_data()); its state is
+    // moved into a SendState of this side's own.
     SendSide(int fd, record::RecordSealer sealer);
 
     // write(2) / send(2) of `data` with the program's `flags`; `now` is the time in seconds for
@@ -82,7 +136,9 @@ class SendSide {
     // kernel is full: EAGAIN is not an error here), 0 when none does, or the send's errno.
     sys::Ret<int> flush(Io& io);
 
-    [[nodiscard]] bool has_tail() const { return head_ < end_; }
+    [[nodiscard]] bool has_tail() const { return state_->head < state_->end; }
+    // No tail: the state's buffer holds nothing.
+    [[nodiscard]] bool idle() const { return state_->idle(); }
 
     // Seals close_notify after the tail (once; later calls only flush) and sends what it can.
     // Returns like flush(): at 0 the caller may shutdown(SHUT_WR) the socket; at 1 the flusher
@@ -98,21 +154,16 @@ class SendSide {
     void answer_key_update() { sealer_.schedule_key_update(false); }
 
     // True after close_notify() or send_alert(): no more data will be sealed.
-    [[nodiscard]] bool closed() const { return closed_; }
+    [[nodiscard]] bool closed() const { return state_->closed; }
     [[nodiscard]] const record::RecordSealer& sealer() const { return sealer_; }
+    [[nodiscard]] SendState& state() { return *state_; }
 
   private:
-    // A KeyUpdate record carries a 5-byte handshake message, an alert 2 bytes.
-    static constexpr std::size_t kKeyUpdateRecord = 5 + record::record_overhead;
-    static constexpr std::size_t kAlertRecord = 2 + record::record_overhead;
-    // seal_data() writes at most this much: kChunk in full records and a KeyUpdate.
-    static constexpr std::size_t kSealRoom =
-        kChunk / record::max_plaintext * record::max_sealed_record + kKeyUpdateRecord;
-    // A whole tail can always be followed by one alert.
-    static constexpr std::size_t kCapacity = kSealRoom + kAlertRecord;
+    struct Wipe {
+        void operator()(SendState* state) const;
+    };
 
-    [[nodiscard]] bool allocate();
-    // Sends buffer_[head_, end_) until it is empty (returns 0) or a send fails (returns its errno).
+    // Sends buffer[head, end) until it is empty (returns 0) or a send fails (returns its errno).
     // Adds the bytes the kernel took to `sent`.
     [[nodiscard]] int drain(Io& io, int flags, std::size_t& sent);
     // Sends whatever of a chunk just sealed the kernel takes; returns 0 when the chunk counts as
@@ -122,13 +173,10 @@ class SendSide {
     [[nodiscard]] int refuse(Io& io, int flags, int err);
     [[nodiscard]] bool append_alert(record::Alert alert);
 
+    std::unique_ptr<SendState, Wipe> owned_;  // set for an owning SendSide only
+    SendState* state_;
     int fd_;
-    record::RecordSealer sealer_;
-    std::unique_ptr<std::uint8_t[]> buffer_;  // kCapacity bytes once allocated
-    std::size_t head_ = 0;                    // the tail is buffer_[head_, end_)
-    std::size_t end_ = 0;
-    int broken_ = 0;  // errno that made the send side drop a sealed chunk; 0 while whole
-    bool closed_ = false;
+    record::RecordSealer sealer_;  // a view over state_->seal
 };
 
 }  // namespace sealsock
