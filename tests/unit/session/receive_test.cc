@@ -52,34 +52,10 @@ const SuiteParams& aes128() {
     return *find_suite(std::uint16_t{0x1301});
 }
 
-void send_all(int fd, ByteView bytes) {
-    while (!bytes.empty()) {
-        const ssize_t r = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        REQUIRE(r > 0);
-        bytes = bytes.subspan(static_cast<std::size_t>(r));
-    }
-}
-
-int queued(int fd) {
-    int n = 0;
-    REQUIRE(::ioctl(fd, SIOCINQ, &n) == 0);
-    return n;
-}
-
-// Waits (up to 2 s) until at least n bytes are queued on fd: loopback delivery is fast but not
-// synchronous with send().
-void wait_queued(int fd, int n) {
-    for (int i = 0; i < 2000 && queued(fd) < n; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    REQUIRE(queued(fd) >= n);
-}
-
-bool readable(int fd, int timeout_ms = 0) {
-    pollfd p{fd, POLLIN, 0};
-    const int r = ::poll(&p, 1, timeout_ms);
-    REQUIRE(r >= 0);
-    return r == 1 && (p.revents & POLLIN) != 0;
-}
+using test::queued;
+using test::readable;
+using test::send_all;
+using test::wait_queued;
 
 // What a blocking hook does: read, and on EAGAIN poll for POLLIN. A poll that times out means
 // the kernel never became readable although data is coming: an I2 failure.

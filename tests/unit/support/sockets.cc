@@ -4,10 +4,13 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 namespace sealsock::test {
 
@@ -52,6 +55,33 @@ TcpPair tcp_pair() {
     const int one = 1;
     REQUIRE(::setsockopt(p.writer.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0);
     return p;
+}
+
+void send_all(int fd, ByteView bytes) {
+    while (!bytes.empty()) {
+        const ssize_t r = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        REQUIRE(r > 0);
+        bytes = bytes.subspan(static_cast<std::size_t>(r));
+    }
+}
+
+int queued(int fd) {
+    int n = 0;
+    REQUIRE(::ioctl(fd, SIOCINQ, &n) == 0);
+    return n;
+}
+
+void wait_queued(int fd, int n) {
+    for (int i = 0; i < 2000 && queued(fd) < n; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(queued(fd) >= n);
+}
+
+bool readable(int fd, int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, timeout_ms);
+    REQUIRE(r >= 0);
+    return r == 1 && (p.revents & POLLIN) != 0;
 }
 
 }  // namespace sealsock::test

@@ -2,6 +2,7 @@
 // TCP loopback pair (TCP, not a Unix socketpair: SO_RCVLOWAT, MSG_TRUNC and readiness are TCP's).
 #pragma once
 
+#include <sealsock/bytes.h>
 #include <sealsock/unique_fd.h>
 
 #include "session/io.h"
@@ -26,5 +27,15 @@ struct TcpPair {
 
 // A connected pair on 127.0.0.1; fails the current test if the kernel refuses.
 TcpPair tcp_pair();
+
+// Sends all of `bytes` (blocking), failing the current test on an error.
+void send_all(int fd, ByteView bytes);
+// Bytes queued for reading on fd (SIOCINQ).
+int queued(int fd);
+// Waits (up to 2 s) until at least n bytes are queued on fd: loopback delivery is fast but not
+// synchronous with send().
+void wait_queued(int fd, int n);
+// True when poll reports POLLIN within timeout_ms.
+bool readable(int fd, int timeout_ms = 0);
 
 }  // namespace sealsock::test
