@@ -19,38 +19,85 @@
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstring>
 
 #include "hooks/dispatch.h"
 
 namespace sealsock::hooks {
 namespace {
 
-// Asks the session layer whether an exec (or spawn) with this environment may proceed.
-sys::Ret<int> before_exec(char* const envp[]) noexcept {
+extern "C" char** environ;
+
+// The environment entry the session layer hands a new image (the exec hand-off names its memfds
+// and sessions): sized for a few hundred sessions, on the stack (exec must stay
+// async-signal-safe, so no heap).
+constexpr std::size_t kEntrySize = 8192;
+
+// Asks the session layer whether an exec (or spawn) may proceed and what it must add to the
+// environment. Returns -1 (errno in err), 0 (run as is) or 1 (add `entry`).
+sys::Ret<int> before_exec(const ExecTarget& target, char* const envp[], char* entry) noexcept {
     const SessionOps* table = registry::ops();
     if (table == nullptr || table->before_exec == nullptr) return {0, errno};
-    return table->before_exec(envp);
+    return table->before_exec(target, envp, entry, kEntrySize);
 }
 
-extern "C" char** environ;
+void after_exec() noexcept {
+    const SessionOps* table = registry::ops();
+    if (table != nullptr && table->after_exec != nullptr) table->after_exec();
+}
+
+std::size_t env_count(char* const envp[]) noexcept {
+    std::size_t n = 0;
+    while (envp != nullptr && envp[n] != nullptr)
+        ++n;
+    return n;
+}
+
+// envp with `entry` added (any entry of the same name dropped), into `out` (count + 2 slots).
+void with_entry(char* const envp[], char* entry, char** out) noexcept {
+    const char* eq = std::strchr(entry, '=');
+    const std::size_t name = eq == nullptr ? 0 : static_cast<std::size_t>(eq - entry) + 1;
+    std::size_t n = 0;
+    for (char* const* e = envp; e != nullptr && *e != nullptr; ++e)
+        if (std::strncmp(*e, entry, name) != 0) out[n++] = *e;
+    out[n++] = entry;
+    out[n] = nullptr;
+}
 
 }  // namespace
 
 pid_t fork_process() noexcept {
+    const SessionOps* table = registry::ops();
+    if (table != nullptr && table->before_fork != nullptr) table->before_fork();
     sys::Ret<pid_t> r = sys::fork();
-    if (r.value >= 0) {
-        const SessionOps* table = registry::ops();
-        if (table != nullptr && table->after_fork != nullptr) table->after_fork(r.value);
-    }
+    if (table != nullptr && table->after_fork != nullptr) table->after_fork(r.value);
     return finish(r);
 }
 
-// Runs one exec once before_exec allowed it; returns only on failure, like exec.
-template <typename Exec>
-int exec_with(char* const envp[], Exec exec) noexcept {
-    sys::Ret<int> gate = before_exec(envp);
-    if (gate.value < 0) return finish(gate);
-    return finish(exec());
+// Runs one exec or spawn once before_exec allowed it, with the environment it asked for, then
+// lets the session layer undo its preparations (an exec returns only on failure). `run` takes
+// the environment to pass. The copy of envp lives on this frame (alloca, as glibc's execl does).
+template <typename Run>
+sys::Ret<int> exec_with(const ExecTarget& target, char* const envp[], Run run) noexcept {
+    char entry[kEntrySize];
+    const sys::Ret<int> gate = before_exec(target, envp, entry);
+    if (gate.value < 0) return gate;
+    char* const* env = envp;
+    if (gate.value > 0) {
+        auto** copy = static_cast<char**>(alloca((env_count(envp) + 2) * sizeof(char*)));
+        with_entry(envp, entry, copy);
+        env = copy;
+    }
+    const sys::Ret<int> r = run(env);
+    after_exec();
+    return r;
+}
+
+ExecTarget file_target(const char* file, bool search_path) noexcept {
+    ExecTarget t;
+    t.file = file;
+    t.search_path = search_path;
+    return t;
 }
 
 // execl-style arguments: counts the words after `first` up to the terminating NULL, then copies
@@ -77,6 +124,7 @@ void fill_args(const char* first, va_list& ap, char** argv, size_t count) noexce
 
 namespace hooks = sealsock::hooks;
 namespace sys = sealsock::sys;
+using sealsock::ExecTarget;
 using sealsock::hooks::environ;
 
 SEALSOCK_HOOK pid_t fork() noexcept {
@@ -90,46 +138,68 @@ SEALSOCK_HOOK pid_t vfork() noexcept {
 SEALSOCK_HOOK int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* fa,
                               const posix_spawnattr_t* attr, char* const argv[],
                               char* const envp[]) {
-    sys::Ret<int> gate = hooks::before_exec(envp);
-    if (gate.value < 0) return gate.err;  // posix_spawn reports the error as its value
-    return hooks::finish(sys::posix_spawn(pid, path, fa, attr, argv, envp));
+    ExecTarget t = hooks::file_target(path, false);
+    t.replaces = false;
+    // posix_spawn reports the error as its value.
+    const sys::Ret<int> r = hooks::exec_with(t, envp, [&](char* const* env) {
+        return sys::posix_spawn(pid, path, fa, attr, argv, env);
+    });
+    return r.value < 0 ? r.err : hooks::finish(r);
 }
 
 SEALSOCK_HOOK int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* fa,
                                const posix_spawnattr_t* attr, char* const argv[],
                                char* const envp[]) {
-    sys::Ret<int> gate = hooks::before_exec(envp);
-    if (gate.value < 0) return gate.err;
-    return hooks::finish(sys::posix_spawnp(pid, file, fa, attr, argv, envp));
+    ExecTarget t = hooks::file_target(file, true);
+    t.replaces = false;
+    const sys::Ret<int> r = hooks::exec_with(t, envp, [&](char* const* env) {
+        return sys::posix_spawnp(pid, file, fa, attr, argv, env);
+    });
+    return r.value < 0 ? r.err : hooks::finish(r);
 }
 
 SEALSOCK_HOOK int execve(const char* path, char* const argv[], char* const envp[]) noexcept {
-    return hooks::exec_with(envp, [&] { return sys::execve(path, argv, envp); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(path, false), envp,
+                         [&](char* const* env) { return sys::execve(path, argv, env); }));
 }
 
 SEALSOCK_HOOK int execv(const char* path, char* const argv[]) noexcept {
-    return hooks::exec_with(environ, [&] { return sys::execv(path, argv); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(path, false), environ,
+                         [&](char* const* env) { return sys::execve(path, argv, env); }));
 }
 
 SEALSOCK_HOOK int execvp(const char* file, char* const argv[]) noexcept {
-    return hooks::exec_with(environ, [&] { return sys::execvp(file, argv); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(file, true), environ,
+                         [&](char* const* env) { return sys::execvpe(file, argv, env); }));
 }
 
 SEALSOCK_HOOK int execvpe(const char* file, char* const argv[], char* const envp[]) noexcept {
-    return hooks::exec_with(envp, [&] { return sys::execvpe(file, argv, envp); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(file, true), envp,
+                         [&](char* const* env) { return sys::execvpe(file, argv, env); }));
 }
 
 SEALSOCK_HOOK int fexecve(int fd, char* const argv[], char* const envp[]) noexcept {
-    return hooks::exec_with(envp, [&] { return sys::fexecve(fd, argv, envp); });
+    ExecTarget t;
+    t.fd = fd;
+    return hooks::finish(
+        hooks::exec_with(t, envp, [&](char* const* env) { return sys::fexecve(fd, argv, env); }));
 }
 
 SEALSOCK_HOOK int execveat(int dirfd, const char* path, char* const argv[], char* const envp[],
                            int flags) noexcept {
-    return hooks::exec_with(envp, [&] { return sys::execveat(dirfd, path, argv, envp, flags); });
+    ExecTarget t;
+    t.file = path;
+    t.fd = dirfd;
+    return hooks::finish(hooks::exec_with(
+        t, envp, [&](char* const* env) { return sys::execveat(dirfd, path, argv, env, flags); }));
 }
 
 // The execl family: glibc's own execl* call execve internally (not through the PLT), so they are
-// hooked here and forwarded to the real v-form with the collected argv.
+// hooked here and forwarded to the real e-form with the collected argv.
 SEALSOCK_HOOK int execl(const char* path, const char* arg, ...) noexcept {
     va_list ap;
     va_start(ap, arg);
@@ -137,7 +207,9 @@ SEALSOCK_HOOK int execl(const char* path, const char* arg, ...) noexcept {
     auto** argv = static_cast<char**>(alloca((count + 1) * sizeof(char*)));
     hooks::fill_args(arg, ap, argv, count);
     va_end(ap);
-    return hooks::exec_with(environ, [&] { return sys::execv(path, argv); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(path, false), environ,
+                         [&](char* const* env) { return sys::execve(path, argv, env); }));
 }
 
 SEALSOCK_HOOK int execlp(const char* file, const char* arg, ...) noexcept {
@@ -147,7 +219,9 @@ SEALSOCK_HOOK int execlp(const char* file, const char* arg, ...) noexcept {
     auto** argv = static_cast<char**>(alloca((count + 1) * sizeof(char*)));
     hooks::fill_args(arg, ap, argv, count);
     va_end(ap);
-    return hooks::exec_with(environ, [&] { return sys::execvp(file, argv); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(file, true), environ,
+                         [&](char* const* env) { return sys::execvpe(file, argv, env); }));
 }
 
 SEALSOCK_HOOK int execle(const char* path, const char* arg, ...) noexcept {
@@ -158,5 +232,7 @@ SEALSOCK_HOOK int execle(const char* path, const char* arg, ...) noexcept {
     hooks::fill_args(arg, ap, argv, count);
     char* const* envp = va_arg(ap, char* const*);
     va_end(ap);
-    return hooks::exec_with(envp, [&] { return sys::execve(path, argv, envp); });
+    return hooks::finish(
+        hooks::exec_with(hooks::file_target(path, false), envp,
+                         [&](char* const* env) { return sys::execve(path, argv, env); }));
 }

@@ -121,6 +121,20 @@ class Thread {
         agent_socket_ = std::move(path);
     }
 
+    [[nodiscard]] std::string agent_socket_unlocked() const { return agent_socket_; }
+
+    // In a forked child (one thread, the parent's locks as they were): closes this copy's fds.
+    void drop_copies() {
+        for (int fd : {wake_, epoll_}) {
+            if (fd < 0) continue;
+            for (int h = 0; h < registry::kMaxOwnFds; ++h)
+                if (registry::own_fd(h) == fd) registry::unprotect(h);
+            (void)sys::close(fd);
+        }
+        for (auto& [session, e] : entries_)
+            if (e->job) (void)sys::close(e->job->agent);
+    }
+
   private:
     void start();
     void run();
@@ -148,9 +162,10 @@ class Thread {
     std::unordered_map<Session*, std::unique_ptr<Entry>> entries_;
 };
 
+Thread* g_thread = new Thread;  // never destroyed: the thread may outlive static destructors
+
 Thread& thread() {
-    static Thread* t = new Thread;  // never destroyed: the thread may outlive static destructors
-    return *t;
+    return *g_thread;
 }
 
 void Thread::start() {
@@ -493,6 +508,16 @@ void forget(int anchor) {
 
 void set_agent_socket(std::string path) {
     thread().set_agent_socket(std::move(path));
+}
+
+void reset_in_child() {
+    Thread* old = g_thread;
+    // The copy's mutex may have been held by a parent thread at fork: read the socket path
+    // without it (this is the only thread now).
+    std::string path = old->agent_socket_unlocked();
+    old->drop_copies();
+    g_thread = new Thread;  // the copy is left as it was (its memory may be mid-update)
+    g_thread->set_agent_socket(std::move(path));
 }
 
 }  // namespace sealsock::background

@@ -39,6 +39,10 @@ void retire(Session& session);
 // and its number can be reused).
 void forget(int anchor);
 
+// In a forked child: the parent's thread does not exist here; forget it (closing the child's
+// copies of its fds) so the next command starts a new one.
+void reset_in_child();
+
 // The agent socket sessions use (from the config, else the agent's default path); set before
 // the first handshake.
 void set_agent_socket(std::string path);

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <string>
 
 #include "config/diagnostic.h"
@@ -34,12 +35,11 @@
 #include "session/log.h"
 #include "session/registry.h"
 #include "session/session.h"
+#include "session/shared.h"
 #include "sys/real.h"
 
 namespace sealsock {
 namespace {
-
-std::atomic<bool> g_forked{false};
 
 struct Rules {
     config::Config config;
@@ -156,13 +156,21 @@ void keep_receive_buffer(int fd) {
 // Registers a new session for the program's fd (and its anchor). Null with errno on failure;
 // the caller fails the connection closed.
 Session* register_session(int fd, SessionSetup setup, SessionState state, int& err) {
+    std::shared_lock names(shared::names_lock());
     const sys::Ret<int> anchor = sys::dup_cloexec_high(fd);
     if (anchor.value < 0) {
         err = anchor.err;
         return nullptr;
     }
-    auto* session = new (std::nothrow) Session(fd, anchor.value, std::move(setup), state);
+    SharedSession* slot = shared::allocate(shared::cookie_of(fd));
+    if (slot == nullptr) {
+        err = errno;
+        (void)sys::close(anchor.value);
+        return nullptr;
+    }
+    auto* session = new (std::nothrow) Session(*slot, anchor.value, std::move(setup), state);
     if (session == nullptr) {
+        shared::detach(*slot);
         (void)sys::close(anchor.value);
         err = ENOMEM;
         return nullptr;
@@ -222,13 +230,6 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
         return sys::fail<int>(ECONNREFUSED);
     }
 
-    if (g_forked.load(std::memory_order_relaxed)) {
-        report(
-            "outbound connection to {} refused (rule \"{}\"): sealing in a forked child "
-            "process is not supported yet",
-            peer, rule->name);
-        return sys::fail<int>(ECONNREFUSED);
-    }
     errno = saved_errno;
     const sys::Ret<int> c = sys::connect(fd, addr, len);
     const bool in_progress = c.value < 0 && (c.err == EINPROGRESS || c.err == EINTR);
@@ -286,15 +287,6 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
         q.suites = rule->suites;
         q.allow = rule->allow;
     }
-    if (g_forked.load(std::memory_order_relaxed)) {
-        report(
-            "inbound connection from {} reset (rule \"{}\"): sealing in a forked child "
-            "process is not supported yet",
-            setup.peer, setup.rule);
-        disconnect(fd);
-        (void)sys::close(fd);
-        return sys::fail<int>(ECONNABORTED);
-    }
     int err = 0;
     Session* s = register_session(fd, std::move(setup), SessionState::handshaking, err);
     if (s == nullptr) {
@@ -344,10 +336,6 @@ void remember_names(const char* node, const addrinfo* result) {
         }
     } catch (...) {  // out of memory: the name is simply not known
     }
-}
-
-void forked_child() noexcept {
-    g_forked.store(true, std::memory_order_relaxed);
 }
 
 sys::Ret<int> open_connect(int fd, const sockaddr* addr, socklen_t len) noexcept {

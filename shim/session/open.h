@@ -22,11 +22,6 @@ sys::Ret<int> open_connect(int fd, const sockaddr* addr, socklen_t len) noexcept
 sys::Ret<int> open_accept(int fd, sockaddr* addr, socklen_t* len, int flags,
                           bool has_flags) noexcept;
 
-// Called in a forked child: from now on connections a rule seals are refused (connect:
-// ECONNREFUSED; accept: the connection is reset and accept fails with ECONNABORTED), each with a
-// log line, because the child cannot run handshakes (no background thread; see ops.cc).
-void forked_child() noexcept;
-
 // getaddrinfo() succeeded: remember `node` as the name of each address it returned.
 void remember_names(const char* node, const addrinfo* result);
 // The name last looked up for `address` (4 or 16 bytes), or empty.

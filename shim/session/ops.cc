@@ -1,9 +1,8 @@
 // The session layer's table (SessionOps, shim/session/registry.h): what each hooked call means
 // on a sealed fd, translated to Session calls. Installed once, at load.
 //
-// Not yet handled here (their slots stay empty, so the hooks fail them closed with EIO and a log
-// line, DESIGN I7): dup, dup3, dup2 from a sealed fd, fcntl F_DUPFD*, and fdopen: sessions are
-// per fd until they become per socket (shared across dup, fork and exec).
+// Not yet handled here (its slot stays empty, so the hook fails it closed with EIO and a log
+// line, DESIGN I7): fdopen.
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -13,13 +12,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <mutex>
+#include <shared_mutex>
 #include <vector>
 
+#include "session/background.h"
+#include "session/exec_target.h"
 #include "session/log.h"
 #include "session/open.h"
 #include "session/registry.h"
 #include "session/session.h"
+#include "session/shared.h"
 #include "sys/real.h"
 
 extern "C" [[noreturn]] void __chk_fail(void);  // glibc: the fortify abort
@@ -312,9 +318,9 @@ sys::Ret<ssize_t> op_splice(Session& s, int fd_in, off64_t* off_in, int fd_out, 
     return r;
 }
 
-sys::Ret<int> op_shutdown(Session& s, int, int how) {
+sys::Ret<int> op_shutdown(Session& s, int fd, int how) {
     Use use(s);
-    return s.shutdown(how);
+    return s.shutdown(fd, how);
 }
 
 sys::Ret<int> op_getsockopt(Session& s, int fd, int level, int name, void* value, socklen_t* len) {
@@ -378,36 +384,78 @@ sys::Ret<ssize_t> op_recvfrom_chk(Session& s, int fd, void* buf, size_t n, size_
 
 sys::Ret<int> op_close(Session& s, int fd) {
     Use use(s);
+    std::shared_lock names(shared::names_lock());
     return s.close(fd);
 }
 
-// dup2/dup3 onto a sealed fd closes that fd's session first (the program replaces the socket);
-// from a sealed fd it needs sessions per socket, not yet here: fail closed.
-sys::Ret<int> replace_sealed(Session& s, int oldfd, int newfd, int flags, bool dup3) {
-    if (registry::find(oldfd) != nullptr || newfd == s.anchor()) {
-        report("dup2/dup3 of a sealed socket is not supported yet: failing it (fail closed)");
-        return sys::fail<int>(EIO);
+// A new fd `r` names the same socket as a name of `s` (dup, F_DUPFD*): register it.
+sys::Ret<int> add_name(Session& s, sys::Ret<int> r) {
+    if (r.value < 0) return r;
+    const sys::Ret<int> in = registry::insert(r.value, &s);
+    if (in.value != 0) {
+        (void)sys::close(r.value);  // never hand out an untracked name of a sealed socket
+        report("cannot track a copy of a sealed socket: {}", std::strerror(in.err));
+        return sys::fail<int>(in.err == EEXIST ? EIO : in.err);
     }
-    if (oldfd == newfd) return dup3 ? sys::fail<int>(EINVAL) : sys::Ret<int>{newfd, 0};
-    {
-        Use use(s);
-        (void)s.close(newfd);
+    s.add_name();
+    return r;
+}
+
+sys::Ret<int> op_dup(Session& s, int fd) {
+    Use use(s);
+    std::shared_lock names(shared::names_lock());
+    return add_name(s, sys::dup(fd));
+}
+
+// dup2/dup3 with a sealed fd on either side. From a sealed fd: newfd becomes a name of the same
+// session (registered before the call, so no thread ever writes to it unsealed). Onto a sealed
+// fd: the program replaces that socket (Java's async close dup2()s a marker over it), so the
+// session loses a name, exactly as if it had been closed, but the kernel does the replacing.
+sys::Ret<int> replace(Session& s, int oldfd, int newfd, int flags, bool dup3) {
+    if (oldfd == newfd) {
+        if (dup3) return sys::fail<int>(EINVAL);
+        return sys::fcntl(oldfd, F_GETFD, nullptr).value < 0 ? sys::fail<int>(EBADF)
+                                                             : sys::Ret<int>{newfd, 0};
     }
-    return dup3 ? sys::dup3(oldfd, newfd, flags) : sys::dup2(oldfd, newfd);
+    Session* from = registry::find(oldfd);
+    Session* onto = registry::find(newfd);
+    if (onto != nullptr && newfd == onto->anchor()) {
+        report("dup2/dup3 onto the shim's own copy of a sealed socket (fd {}): refused", newfd);
+        return sys::fail<int>(EBUSY);
+    }
+    Use use(s);
+    std::shared_lock names(shared::names_lock());
+    const bool same = from != nullptr && from == onto;
+    const bool pre = from != nullptr && onto == nullptr;
+    if (pre && registry::insert(newfd, from).value != 0) return sys::fail<int>(EIO);
+    const sys::Ret<int> r = dup3 ? sys::dup3(oldfd, newfd, flags) : sys::dup2(oldfd, newfd);
+    if (r.value < 0) {
+        if (pre) (void)registry::erase(newfd);
+        return r;
+    }
+    if (same) return r;  // still a name of the same socket
+    if (onto != nullptr) {
+        (void)registry::erase(newfd);
+        onto->drop_name();
+        if (from != nullptr) (void)registry::insert(newfd, from);
+    }
+    if (from != nullptr) from->add_name();
+    return r;
 }
 
 sys::Ret<int> op_dup2(Session& s, int oldfd, int newfd) {
-    return replace_sealed(s, oldfd, newfd, 0, false);
+    return replace(s, oldfd, newfd, 0, false);
 }
 
 sys::Ret<int> op_dup3(Session& s, int oldfd, int newfd, int flags) {
-    return replace_sealed(s, oldfd, newfd, flags, true);
+    return replace(s, oldfd, newfd, flags, true);
 }
 
-sys::Ret<int> op_fcntl(Session&, int fd, int cmd, void* arg) {
+sys::Ret<int> op_fcntl(Session& s, int fd, int cmd, void* arg) {
     if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
-        report("fcntl(F_DUPFD) of a sealed socket is not supported yet: failing it (fail closed)");
-        return sys::fail<int>(EIO);
+        Use use(s);
+        std::shared_lock names(shared::names_lock());
+        return add_name(s, sys::fcntl(fd, cmd, arg));
     }
     return sys::fcntl(fd, cmd, arg);
 }
@@ -454,49 +502,164 @@ void on_name_resolved(const char* node, const addrinfo* result) {
     remember_names(node, result);
 }
 
-// Sessions live in this process's memory, and a forked child's copy would seal with the same
-// keys and sequence numbers as the parent: a repeated nonce. Until sessions move to shared memory
-// (DESIGN I5), the child gets the fail-closed table: every call on an inherited sealed fd fails
-// with EIO and a log line (close just closes it), and new sealed connections are refused.
-extern const SessionOps kForkedOps;
+// Until the two halves keep their state in the slot (shared.h), a forked child or a new image
+// would hold a private copy of the keys and sequence numbers: a repeated nonce. Until then the
+// child fails closed and exec does not pass sealed fds on.
+constexpr bool kHalvesShared = false;
 
-void on_fork(pid_t pid) {
-    if (pid != 0) return;
-    forked_child();
-    registry::set_ops(&kForkedOps);
-    // The child's copies of the anchors would keep every sealed socket open (no FIN to the peer)
-    // for as long as the child lives.
+// Calls f(view) for each of this process's views (one per sealed socket: the fd that is its
+// anchor).
+template <typename F>
+void for_each_view(F f) {
     for (long fd = registry::next_owned(0, registry::kFdLimit - 1); fd >= 0;
          fd = registry::next_owned(fd + 1, registry::kFdLimit - 1)) {
-        Session* session = registry::find(static_cast<int>(fd));
-        if (session != nullptr && session->anchor() == fd) {
-            (void)registry::erase(static_cast<int>(fd));
-            (void)sys::close(static_cast<int>(fd));
-        }
+        Session* s = registry::find(static_cast<int>(fd));
+        if (s != nullptr && s->anchor() == fd) f(*s);
     }
 }
 
-// A sealed fd must not reach a new program image as a plain socket (it would write plaintext
-// into a TLS stream). Until sessions can be handed across exec (DESIGN I5), sealed fds are
-// close-on-exec: the new program does not get them at all.
-sys::Ret<int> on_exec(char* const*) {
-    const int saved = errno;
-    bool logged = false;
+// Calls f(fd, view) for each program fd that names a sealed socket (anchors excluded).
+template <typename F>
+void for_each_name(F f) {
     for (long fd = registry::next_owned(0, registry::kFdLimit - 1); fd >= 0;
          fd = registry::next_owned(fd + 1, registry::kFdLimit - 1)) {
-        const int flags = sys::fcntl(static_cast<int>(fd), F_GETFD, nullptr).value;
-        if (flags < 0 || (flags & FD_CLOEXEC) != 0) continue;  // anchors are close-on-exec
-        (void)sys::fcntl(static_cast<int>(fd), F_SETFD,
+        Session* s = registry::find(static_cast<int>(fd));
+        if (s != nullptr && s->anchor() != fd) f(static_cast<int>(fd), *s);
+    }
+}
+
+extern const SessionOps kForkedOps;
+
+// fork: the child's names are counted before fork() copies them, under the names lock, so no
+// close in any thread can see a count that misses them.
+void on_before_fork() {
+    shared::names_lock().lock();
+    for_each_view([](Session& s) {
+        if (!s.closed()) s.before_fork();
+    });
+}
+
+void on_fork(pid_t pid) {
+    if (pid < 0) {
+        for_each_view([](Session& s) {
+            if (!s.closed()) s.fork_failed();
+        });
+    }
+    if (pid != 0) {
+        shared::names_lock().unlock();
+        return;
+    }
+    shared::reset_in_child();  // the names lock copied here belongs to a parent thread
+    background::reset_in_child();
+    bool any = false;
+    for_each_view([&](Session& s) {
+        any = any || !s.closed();
+        if (s.closed() || !kHalvesShared) {
+            // A view the parent was finishing (its tail, its close) is the parent's business:
+            // the child's copy of the anchor would only keep the socket open.
+            if (!s.closed()) s.fork_failed();  // the child gives its names back (below)
+            (void)registry::erase(s.anchor());
+            (void)sys::close(s.anchor());
+            return;
+        }
+        s.forked_child();
+    });
+    if (!kHalvesShared) {
+        if (any)
+            report(
+                "sealed connections are not shared with forked children yet: the child's copies "
+                "fail closed");
+        registry::set_ops(&kForkedOps);
+    }
+}
+
+// --- exec ------------------------------------------------------------------------------------
+//
+// A new image that carries the shim gets the sessions: the chunks' memfds stay open across exec
+// and an environment entry names them, with the cookie and the number of names of each session
+// this image holds ("SEALSOCK_SESSIONS=e;5,6;c0ffee:2,..."; 'e' for exec, 's' for a spawned
+// child). The new image's shim finds every inherited socket by its SO_COOKIE and makes it a name
+// of its session again (restore_sessions below). A new image that cannot carry the shim (see
+// exec_target.h) must never get a sealed fd: they are made close-on-exec for it, and the
+// connection ends for this process (its peer sees the FIN once no other process holds it).
+
+struct ExecUndo {
+    bool handed_off = false;
+    int cloexec[256];
+    int count = 0;
+};
+ExecUndo g_exec;
+
+// Writes the hand-off entry; false if it does not fit.
+bool write_handoff(char* entry, std::size_t size, bool replaces) {
+    // handoff() writes "NAME=fd,fd"; the mode goes in front of the fds, the sessions after.
+    constexpr std::size_t kMode = 2;
+    if (size <= kMode || !shared::handoff(entry, size - kMode)) return false;
+    char* value = std::strchr(entry, '=') + 1;
+    std::memmove(value + kMode, value, std::strlen(value) + 1);
+    value[0] = replaces ? 'e' : 's';
+    value[1] = ';';
+    std::size_t used = std::strlen(entry);
+    bool first = true;
+    for_each_view([&](Session& s) {
+        if (s.closed() || used >= size) return;
+        const int n =
+            std::snprintf(entry + used, size - used, "%s%llx:%d", first ? ";" : ",",
+                          static_cast<unsigned long long>(s.slot().cookie), s.local_names());
+        used = n < 0 ? size : used + static_cast<std::size_t>(n);
+        first = false;
+    });
+    if (used >= size) {
+        shared::undo_handoff();
+        return false;
+    }
+    return true;
+}
+
+sys::Ret<int> on_exec(const ExecTarget& target, char* const envp[], char* entry, std::size_t size) {
+    const int saved = errno;
+    g_exec = {};
+    if (registry::live_count() == 0) return {0, saved};
+    const char* why = shim_missing(target, envp);
+    if (why == nullptr && !kHalvesShared)
+        why = "passing sealed connections to a new program is not built yet";
+    if (why == nullptr) {
+        if (write_handoff(entry, size, target.replaces)) {
+            g_exec.handed_off = true;
+            return {1, saved};
+        }
+        why = "there are too many sealed connections to describe to it";
+    }
+    bool logged = false;
+    for_each_name([&](int fd, Session&) {
+        const int flags = sys::fcntl(fd, F_GETFD, nullptr).value;
+        if (flags < 0 || (flags & FD_CLOEXEC) != 0) return;
+        (void)sys::fcntl(fd, F_SETFD,
                          reinterpret_cast<void*>(static_cast<long>(flags | FD_CLOEXEC)));
+        if (g_exec.count < static_cast<int>(std::size(g_exec.cloexec)))
+            g_exec.cloexec[g_exec.count++] = fd;
         if (!logged) {
             report(
-                "sealed connections are not passed to a new program yet: the exec'd program "
-                "does not inherit them (fd {} and any others)",
-                fd);
+                "the new program does not get the sealed connection on fd {} (nor any other): {}",
+                fd, why);
             logged = true;
         }
-    }
+    });
     return {0, saved};
+}
+
+void on_after_exec() {
+    const int saved = errno;
+    if (g_exec.handed_off) shared::undo_handoff();
+    for (int i = 0; i < g_exec.count; ++i) {
+        const int fd = g_exec.cloexec[i];
+        const int flags = sys::fcntl(fd, F_GETFD, nullptr).value;
+        if (flags >= 0)
+            (void)sys::fcntl(fd, F_SETFD,
+                             reinterpret_cast<void*>(static_cast<long>(flags & ~FD_CLOEXEC)));
+    }
+    g_exec = {};
+    errno = saved;
 }
 
 constexpr SessionOps kOps = [] {
@@ -532,8 +695,11 @@ constexpr SessionOps kOps = [] {
     ops.ioctl = op_ioctl;
     ops.syscall = op_syscall;
     ops.name_resolved = on_name_resolved;
+    ops.dup = op_dup;
+    ops.before_fork = on_before_fork;
     ops.after_fork = on_fork;
     ops.before_exec = on_exec;
+    ops.after_exec = on_after_exec;
     ops.open_connect = open_connect;
     ops.open_accept = open_accept;
     return ops;
@@ -543,6 +709,7 @@ constexpr SessionOps kForkedOps = [] {
     SessionOps ops{};
     ops.name_resolved = on_name_resolved;
     ops.before_exec = on_exec;
+    ops.after_exec = on_after_exec;
     ops.open_connect = open_connect;
     ops.open_accept = open_accept;
     return ops;

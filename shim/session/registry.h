@@ -12,12 +12,23 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
+
 #include "sys/entry_points.h"
 #include "sys/ret.h"
 
 namespace sealsock {
 
 class Session;  // one sealed connection (shim/session/), defined by the session layer
+
+// What an exec or a spawn is about to run, for the session layer to judge whether the new image
+// will carry the shim.
+struct ExecTarget {
+    const char* file = nullptr;  // the program file, or null when only `fd` names it
+    bool search_path = false;    // execvp-style: `file` is looked up in PATH when it has no '/'
+    int fd = -1;                 // fexecve, or execveat's dirfd (AT_FDCWD: none)
+    bool replaces = true;        // exec (this image ends) or spawn (this process goes on)
+};
 
 // What the session layer does for calls on fds it owns, and for process events. Filled once with
 // registry::set_ops(); a null slot makes that sealed call fail closed (EIO) and log. Each
@@ -49,12 +60,21 @@ struct SessionOps {
     sys::Ret<int> (*open_accept)(int fd, sockaddr* addr, socklen_t* len, int flags, bool has_flags);
 
     // Process events, called whether or not a session exists; null means nothing to do.
-    // after_fork: in the parent (pid > 0) and the child (pid == 0) of fork and of vfork (which
-    // the shim runs as fork). before_exec: before any exec or posix_spawn; an error cancels it.
+    // before_fork / after_fork: around fork and vfork (which the shim runs as fork); after_fork
+    // runs in the parent (pid > 0), in the child (pid == 0), or once with pid < 0 when fork
+    // failed. before_exec: before any exec or posix_spawn. It may ask for one environment entry
+    // for the new image: it writes "NAME=VALUE" into `entry` (`size` bytes) and returns 1 (the
+    // hook then passes the program's environment with that entry added, replacing any entry of
+    // the same name), returns 0 for none, or -1 with an errno that cancels the call.
+    // after_exec: the exec failed, or the spawn returned (started or not): undo what
+    // before_exec prepared.
     // io_uring_setup: the program set up io_uring through syscall() (DESIGN I8: report it).
     // name_resolved: getaddrinfo succeeded (host names for SNI and name rules).
+    void (*before_fork)();
     void (*after_fork)(pid_t pid);
-    sys::Ret<int> (*before_exec)(char* const envp[]);
+    sys::Ret<int> (*before_exec)(const ExecTarget& target, char* const envp[], char* entry,
+                                 std::size_t size);
+    void (*after_exec)();
     void (*io_uring_setup)();
     void (*name_resolved)(const char* node, const addrinfo* result);
 };

@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "record/suite.h"
 #include "session/background.h"
@@ -39,10 +42,12 @@ class SeamIo final : public Io {
     }
 };
 
-void wipe(std::vector<std::uint8_t>& bytes) {
-    sodium_memzero(bytes.data(), bytes.size());
-    bytes.clear();
-    bytes.shrink_to_fit();
+// Copies `text` into a fixed slot field, cut to fit, NUL-terminated.
+template <std::size_t N>
+void copy_text(char (&out)[N], const std::string& text) {
+    const std::size_t n = std::min(text.size(), N - 1);
+    std::memcpy(out, text.data(), n);
+    out[n] = '\0';
 }
 
 }  // namespace
@@ -58,18 +63,57 @@ std::uint64_t monotonic_seconds() {
     return static_cast<std::uint64_t>(ts.tv_sec);
 }
 
-Session::Session(int fd, int anchor, SessionSetup setup, SessionState initial)
-    : fd_(fd), anchor_(anchor), setup_(std::move(setup)), state_(initial) {}
+Session::Session(SharedSession& slot, int anchor, SessionSetup setup, SessionState initial)
+    : sh_(slot), anchor_(anchor), names_(1), setup_(std::move(setup)) {
+    sh_.role = setup_.role;
+    sh_.state.store(initial, std::memory_order_release);
+    sh_.handshake_owner.store(getpid(), std::memory_order_release);
+    copy_text(sh_.rule, setup_.rule);
+    copy_text(sh_.peer, setup_.peer);
+    sh_.names.store(1, std::memory_order_release);
+}
+
+Session::Session(SharedSession& slot, int anchor) : sh_(slot), anchor_(anchor) {
+    setup_.role = sh_.role;
+    setup_.rule.assign(sh_.rule, strnlen(sh_.rule, sizeof sh_.rule));
+    setup_.peer.assign(sh_.peer, strnlen(sh_.peer, sizeof sh_.peer));
+}
 
 Session::~Session() {
-    wipe(held_);
+    receive_.reset();
+    send_.reset();
+    shared::detach(sh_);
+}
+
+// --- names -------------------------------------------------------------------------------------
+
+void Session::add_name() {
+    names_.fetch_add(1, std::memory_order_acq_rel);
+    sh_.names.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void Session::before_fork() {
+    sh_.names.fetch_add(names_.load(std::memory_order_acquire), std::memory_order_acq_rel);
+}
+
+void Session::fork_failed() {
+    sh_.names.fetch_sub(names_.load(std::memory_order_acquire), std::memory_order_acq_rel);
+}
+
+void Session::forked_child() {
+    sh_.attached.fetch_add(1, std::memory_order_acq_rel);
 }
 
 // --- transitions -------------------------------------------------------------------------------
 
 void Session::connected() {
-    std::lock_guard lock(state_mu_);
-    if (state_.load() == SessionState::connecting) state_.store(SessionState::handshaking);
+    std::lock_guard lock(sh_.state_mu);
+    if (state() == SessionState::connecting)
+        sh_.state.store(SessionState::handshaking, std::memory_order_release);
+}
+
+void Session::notify_settled() {
+    pthread_cond_broadcast(&sh_.settled);
 }
 
 bool Session::establish(agent::HandshakeReply& reply) {
@@ -87,14 +131,14 @@ bool Session::establish(agent::HandshakeReply& reply) {
     }
     {
         // Also after close(): bytes held before it are sealed and sent, then close_notify.
-        std::scoped_lock lock(recv_mu_, send_mu_);
+        std::scoped_lock lock(sh_.recv_mu, sh_.send_mu);
         receive_ = std::make_unique<ReceiveSide>(anchor_, std::move(opener.value()));
         send_ = std::make_unique<SendSide>(anchor_, std::move(sealer.value()));
-        std::lock_guard state_lock(state_mu_);
-        if (state_.load() == SessionState::failed) return false;
-        state_.store(SessionState::established, std::memory_order_release);
+        std::lock_guard state_lock(sh_.state_mu);
+        if (state() == SessionState::failed) return false;
+        sh_.state.store(SessionState::established, std::memory_order_release);
     }
-    settled_.notify_all();
+    notify_settled();
     // DESIGN I2, catch 1: an edge-triggered program may have read during the handshake, got
     // EAGAIN and be waiting for an edge that already happened. Records queued now get a fresh
     // one: any SO_RCVLOWAT at or below the queued amount fires it.
@@ -104,37 +148,51 @@ bool Session::establish(agent::HandshakeReply& reply) {
 
 void Session::fail(int err, const std::string& reason) {
     {
-        std::lock_guard lock(state_mu_);
-        if (state_.load() == SessionState::failed) return;
-        error_ = err;
-        state_.store(SessionState::failed, std::memory_order_release);
+        std::lock_guard lock(sh_.state_mu);
+        if (state() == SessionState::failed) return;
+        sh_.error = err;
+        sh_.state.store(SessionState::failed, std::memory_order_release);
     }
     log_failure(reason.c_str());
     {
-        std::lock_guard lock(send_mu_);
-        wipe(held_);
+        std::lock_guard lock(sh_.send_mu);
+        shared::drop_held(sh_);
     }
     // Both directions shut: the peer gets a FIN after whatever alert the agent sent it (an RST
     // would let its kernel drop that alert unread), and every poller of the program wakes
     // (POLLIN|POLLHUP); the fd stays valid and reads and writes now report `err`.
     (void)sys::shutdown(anchor_, SHUT_RDWR);
-    settled_.notify_all();
+    notify_settled();
 }
 
 SessionState Session::wait_settled() {
-    std::unique_lock lock(state_mu_);
-    settled_.wait(lock, [&] {
-        const SessionState s = state_.load();
+    auto settled = [&] {
+        const SessionState s = state();
         return closed() || (s != SessionState::connecting && s != SessionState::handshaking);
-    });
-    return state_.load();
+    };
+    for (;;) {
+        {
+            std::unique_lock lock(sh_.state_mu);
+            if (settled()) return state();
+            timespec until{};
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&sh_.settled, sh_.state_mu.native(), &until);
+            if (settled()) return state();
+        }
+        // The handshake runs in another process's background thread (this view came by fork or
+        // exec): if that process is gone, nobody will ever settle it.
+        const pid_t owner = sh_.handshake_owner.load(std::memory_order_acquire);
+        if (owner != getpid() && kill(owner, 0) != 0 && errno == ESRCH)
+            fail(ECONNRESET, "the process that ran the handshake exited before it finished");
+    }
 }
 
 void Session::log_failure(const char* reason) {
-    if (failure_logged_.exchange(true)) return;
+    if (sh_.failure_logged.exchange(true)) return;
     report("{} connection {} {} (rule \"{}\"): {}",
-           setup_.role == SessionRole::client ? "outbound" : "inbound",
-           setup_.role == SessionRole::client ? "to" : "from", setup_.peer, setup_.rule, reason);
+           role() == SessionRole::client ? "outbound" : "inbound",
+           role() == SessionRole::client ? "to" : "from", setup_.peer, setup_.rule, reason);
 }
 
 bool Session::nonblocking(int flags) const {
@@ -143,9 +201,15 @@ bool Session::nonblocking(int flags) const {
     return fl.value >= 0 && (fl.value & O_NONBLOCK) != 0;
 }
 
+void Session::check_locks() {
+    if (sh_.recv_mu.owner_died() || sh_.send_mu.owner_died() || sh_.state_mu.owner_died())
+        fail(ECONNRESET, "a process died in the middle of a call on this connection");
+}
+
 // --- receiving ---------------------------------------------------------------------------------
 
 sys::Ret<ssize_t> Session::receive(MutableByteView out, int flags) {
+    check_locks();
     for (;;) {
         switch (state()) {
             case SessionState::connecting:
@@ -155,7 +219,7 @@ sys::Ret<ssize_t> Session::receive(MutableByteView out, int flags) {
                 if (closed()) return sys::fail<ssize_t>(EBADF);
                 continue;
             case SessionState::failed:
-                return sys::fail<ssize_t>(error_);
+                return sys::fail<ssize_t>(sh_.error);
             case SessionState::established:
                 return receive_established(out, flags);
         }
@@ -169,7 +233,7 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
     for (;;) {
         sys::Ret<ssize_t> r{};
         {
-            std::lock_guard lock(recv_mu_);
+            std::lock_guard lock(sh_.recv_mu);
             r = receive_->read(seam_io(), out.subspan(got), pass);
             after_receive();
         }
@@ -190,11 +254,11 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
 }
 
 void Session::after_receive() {
-    if (receive_->take_update_request()) update_owed_.store(true, std::memory_order_release);
+    if (receive_->take_update_request()) sh_.update_owed.store(true, std::memory_order_release);
     if (const ReceiveFailure* f = receive_->last_failure()) {
         const record::Alert alert = receive_->take_alert();
         if (alert != record::Alert::none) {
-            std::lock_guard lock(send_mu_);
+            std::lock_guard lock(sh_.send_mu);
             send_->send_alert(seam_io(), alert);
         }
         if (f->peer_ended)
@@ -210,7 +274,7 @@ void Session::after_receive() {
 
 int Session::readable_bytes() {
     if (state() != SessionState::established) return 0;
-    std::lock_guard lock(recv_mu_);
+    std::lock_guard lock(sh_.recv_mu);
     const std::size_t n = receive_->ready(seam_io());
     after_receive();
     return static_cast<int>(std::min<std::size_t>(n, INT32_MAX));
@@ -219,6 +283,7 @@ int Session::readable_bytes() {
 // --- sending -----------------------------------------------------------------------------------
 
 sys::Ret<ssize_t> Session::send(ByteView data, int flags) {
+    check_locks();
     for (;;) {
         switch (state()) {
             case SessionState::connecting:
@@ -230,7 +295,7 @@ sys::Ret<ssize_t> Session::send(ByteView data, int flags) {
                 continue;
             }
             case SessionState::failed:
-                return sys::fail<ssize_t>(error_);
+                return sys::fail<ssize_t>(sh_.error);
             case SessionState::established:
                 return send_checked(data, flags);
         }
@@ -242,32 +307,33 @@ sys::Ret<ssize_t> Session::send(ByteView data, int flags) {
 sys::Ret<ssize_t> Session::hold(ByteView data, int flags) {
     if ((flags & MSG_OOB) != 0) return sys::fail<ssize_t>(EOPNOTSUPP);
     if (!nonblocking(flags)) return sys::fail<ssize_t>(EINPROGRESS);
-    std::lock_guard lock(send_mu_);
+    std::lock_guard lock(sh_.send_mu);
     const SessionState s = state();
     if (s != SessionState::connecting && s != SessionState::handshaking)
         return sys::fail<ssize_t>(EINPROGRESS);  // settled meanwhile: the caller loops
-    if (shut_wr_wanted_) return sys::fail<ssize_t>(EPIPE);
-    const std::size_t room = kHeldLimit - std::min(kHeldLimit, held_.size());
+    if (sh_.shut_wr_wanted) return sys::fail<ssize_t>(EPIPE);
+    const std::size_t room = kHeldLimit - std::min(kHeldLimit, sh_.held_size);
     if (room == 0) {
-        write_edge_owed_ = true;
+        sh_.write_edge_owed = true;
         return sys::fail<ssize_t>(EAGAIN);
     }
     const std::size_t n = std::min(room, data.size());
-    held_.insert(held_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+    std::memcpy(sh_.held + sh_.held_size, data.data(), n);
+    sh_.held_size += n;
     return {static_cast<ssize_t>(n), 0};
 }
 
 sys::Ret<ssize_t> Session::send_established(ByteView data, int flags) {
-    std::lock_guard lock(send_mu_);
-    if (shut_wr_wanted_) return sys::fail<ssize_t>(EPIPE);
-    if (update_owed_.exchange(false, std::memory_order_acq_rel)) send_->answer_key_update();
-    if (!held_.empty() && pump_locked()) {
+    std::lock_guard lock(sh_.send_mu);
+    if (sh_.shut_wr_wanted) return sys::fail<ssize_t>(EPIPE);
+    if (sh_.update_owed.exchange(false, std::memory_order_acq_rel)) send_->answer_key_update();
+    if (sh_.held_size != 0 && pump_locked()) {
         // The held bytes go first; while they cannot, nothing new is accepted.
-        if (!flush_armed_.exchange(true)) background::await_writable(*this);
+        if (!sh_.flush_armed.exchange(true)) background::await_writable(*this);
         return sys::fail<ssize_t>(EAGAIN);
     }
     sys::Ret<ssize_t> r = send_->write(seam_io(), data, flags, monotonic_seconds());
-    if (send_->has_tail() && !flush_armed_.exchange(true)) background::await_writable(*this);
+    if (send_->has_tail() && !sh_.flush_armed.exchange(true)) background::await_writable(*this);
     return r;
 }
 
@@ -280,13 +346,13 @@ sys::Ret<ssize_t> Session::send_checked(ByteView data, int flags) {
 }
 
 bool Session::pump() {
-    flush_armed_.store(false, std::memory_order_release);
-    std::unique_lock lock(send_mu_, std::try_to_lock);
+    sh_.flush_armed.store(false, std::memory_order_release);
+    std::unique_lock lock(sh_.send_mu, std::try_to_lock);
     // A program thread holds the send side: its write sends the tail first and asks for the
-    // flusher again if it leaves one (flush_armed_ was cleared above, before the try).
+    // flusher again if it leaves one (flush_armed was cleared above, before the try).
     if (!lock.owns_lock()) return false;
     const bool more = pump_locked();
-    if (more) flush_armed_.store(true, std::memory_order_release);
+    if (more) sh_.flush_armed.store(true, std::memory_order_release);
     return more;
 }
 
@@ -295,27 +361,38 @@ bool Session::pump_locked() {
     const sys::Ret<int> f = send_->flush(seam_io());
     if (f.value == 1) return true;
     if (f.value < 0) {
-        wipe(held_);
+        shared::drop_held(sh_);
         return false;
     }
-    while (!held_.empty() && !send_->closed()) {
-        const sys::Ret<ssize_t> r = send_->write(seam_io(), held_, kQuiet, monotonic_seconds());
+    std::size_t sent = 0;
+    while (sent < sh_.held_size && !send_->closed()) {
+        const ByteView rest(sh_.held + sent, sh_.held_size - sent);
+        const sys::Ret<ssize_t> r = send_->write(seam_io(), rest, kQuiet, monotonic_seconds());
         if (r.value < 0) {
-            if (r.err == EAGAIN || r.err == EINTR) return true;
-            wipe(held_);
-            return false;
+            if (r.err != EAGAIN && r.err != EINTR) {
+                shared::drop_held(sh_);
+                return false;
+            }
+            break;
         }
-        sodium_memzero(held_.data(), static_cast<std::size_t>(r.value));
-        held_.erase(held_.begin(), held_.begin() + r.value);
-        if (send_->has_tail()) return true;
+        sent += static_cast<std::size_t>(r.value);
+        if (send_->has_tail()) break;
     }
-    if (held_.capacity() != 0) wipe(held_);
-    if (write_edge_owed_) fire_write_edge();
-    if ((shut_wr_wanted_ || closed()) && !shut_wr_done_) {
+    if (sent == sh_.held_size) {
+        shared::drop_held(sh_);  // wiped, pages given back
+    } else if (sent != 0) {      // what was sealed leaves the held buffer, wiped
+        const std::size_t left = sh_.held_size - sent;
+        std::memmove(sh_.held, sh_.held + sent, left);
+        sodium_memzero(sh_.held + left, sent);
+        sh_.held_size = left;
+    }
+    if (sh_.held_size != 0 || send_->has_tail()) return true;
+    if (sh_.write_edge_owed) fire_write_edge();
+    if ((sh_.shut_wr_wanted || last_name()) && !sh_.shut_wr_done) {
         const sys::Ret<int> c = send_->close_notify(seam_io());
         if (c.value == 1) return true;
-        if (shut_wr_wanted_) (void)sys::shutdown(anchor_, SHUT_WR);
-        shut_wr_done_ = true;
+        if (sh_.shut_wr_wanted) (void)sys::shutdown(anchor_, SHUT_WR);
+        sh_.shut_wr_done = true;
     }
     return false;
 }
@@ -327,7 +404,7 @@ bool Session::pump_locked() {
 // set is the one in force (getsockopt reports it doubled), so the buffer size does not change;
 // this pins it (no more autotuning), a price paid only on this rare path.
 void Session::fire_write_edge() {
-    write_edge_owed_ = false;
+    sh_.write_edge_owed = false;
     int doubled = 0;
     socklen_t len = sizeof doubled;
     if (sys::getsockopt(anchor_, SOL_SOCKET, SO_SNDBUF, &doubled, &len).value != 0) return;
@@ -337,46 +414,56 @@ void Session::fire_write_edge() {
 
 // --- shutdown, close, options --------------------------------------------------------------
 
-sys::Ret<int> Session::shutdown(int how) {
-    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) return sys::shutdown(fd_, how);
+sys::Ret<int> Session::shutdown(int fd, int how) {
+    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) return sys::shutdown(fd, how);
     if (how != SHUT_WR) {
         // The kernel's end of file is the receive side's too (a FIN at a record boundary).
         const sys::Ret<int> r = sys::shutdown(anchor_, SHUT_RD);
         if (r.value < 0 || how == SHUT_RD) return r;
     }
     if (state() == SessionState::failed) return sys::shutdown(anchor_, SHUT_WR);
-    std::lock_guard lock(send_mu_);
-    shut_wr_wanted_ = true;
+    std::lock_guard lock(sh_.send_mu);
+    sh_.shut_wr_wanted = true;
     // Connecting or handshaking: close_notify and the FIN follow the held bytes once the keys
     // arrive (pump_locked). Established: now, or by the flusher after the tail.
-    if (send_ && pump_locked() && !flush_armed_.exchange(true)) background::await_writable(*this);
+    if (send_ && pump_locked() && !sh_.flush_armed.exchange(true))
+        background::await_writable(*this);
     return {0, 0};
 }
 
 sys::Ret<int> Session::close(int fd) {
     if (fd == anchor_) return sys::fail<int>(EBADF);  // the shim's own: never the program's
+    (void)registry::erase(fd);
+    const sys::Ret<int> r = sys::close(fd);
+    drop_name();
+    return r;
+}
+
+void Session::drop_name() {
+    if (names_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // more names here
+    const bool last = sh_.names.fetch_sub(1, std::memory_order_acq_rel) == 1;
     bool done = false;
     {
-        std::scoped_lock lock(recv_mu_, send_mu_);
+        std::scoped_lock lock(sh_.recv_mu, sh_.send_mu);
         closed_.store(true, std::memory_order_release);
-        // The common case finishes here, in the program's thread: close_notify goes out and the
-        // anchor closes (the FIN) before close() returns, so a program that exits right after
-        // close() still ends its connection cleanly. A tail, held bytes or a handshake in flight
-        // are left to the background thread.
-        if (state() == SessionState::established && held_.empty() && !send_->has_tail() &&
-            !flush_armed_.load(std::memory_order_acquire)) {
-            const sys::Ret<int> c = send_->close_notify(seam_io());
-            done = c.value <= 0;
+        // The common case finishes here, in the program's thread: close_notify goes out (when no
+        // other fd in any process names the socket) and the anchor closes before close()
+        // returns, so a program that exits right after close() still ends its connection
+        // cleanly. A tail, held bytes or a handshake in flight are left to the background
+        // thread.
+        const bool idle = sh_.held_size == 0 && !(send_ && send_->has_tail()) &&
+                          !sh_.flush_armed.load(std::memory_order_acquire);
+        if (state() == SessionState::established && idle) {
+            done = !last || send_->close_notify(seam_io()).value <= 0;
         } else if (state() == SessionState::failed) {
             done = true;
+        } else if (!last && idle && sh_.handshake_owner.load() != getpid()) {
+            done = true;  // another process runs the handshake and holds the socket
         }
         if (done) close_anchor();
     }
-    settled_.notify_all();
-    (void)registry::erase(fd);
-    const sys::Ret<int> r = sys::close(fd);
+    notify_settled();
     background::retire(*this);  // what is left, and the free, come from there
-    return r;
 }
 
 void Session::close_anchor() {
@@ -387,10 +474,10 @@ void Session::close_anchor() {
 }
 
 int Session::take_socket_error() {
-    std::lock_guard lock(state_mu_);
-    if (state_.load() != SessionState::failed || error_reported_) return 0;
-    error_reported_ = true;
-    return error_;
+    std::lock_guard lock(sh_.state_mu);
+    if (state() != SessionState::failed || sh_.error_reported) return 0;
+    sh_.error_reported = true;
+    return sh_.error;
 }
 
 }  // namespace sealsock

@@ -1,12 +1,13 @@
-// One sealed connection as the program sees it: the state machine around ReceiveSide and
-// SendSide, the blocking rules, and what the program's socket calls mean on a sealed fd.
+// One sealed connection as one process sees it: a view of the socket's shared slot
+// (shim/session/shared.h) with the state machine around ReceiveSide and SendSide, the blocking
+// rules, and what the program's socket calls mean on a sealed fd.
 //
 // States:
 //   connecting   nonblocking connect() returned EINPROGRESS; the background thread waits for
 //                the kernel to finish it, then asks the agent
 //   handshaking  the agent holds the socket and runs TLS 1.3 on it
 //   established  keys installed: every byte is sealed and opened here
-//   failed       the handshake or the connection failed: every call reports `error()`
+//   failed       the handshake or the connection failed: every call reports the slot's error
 // While connecting or handshaking, reads are EAGAIN (nonblocking) or wait for the keys; writes are
 // held (nonblocking, up to kHeldLimit) or wait for the keys, and the held bytes are sealed and
 // sent, in order, as soon as the keys arrive (DESIGN I4).
@@ -18,22 +19,28 @@
 // at FIN or at RST. On an O_NONBLOCK socket the same peek answers EAGAIN at once, so no fcntl is
 // needed to tell the two apart.
 //
-// Locks: recv_mu_ (the receive side), send_mu_ (the send side and the held bytes), state_mu_ (the
-// state and its condition variable). Order: recv_mu_, then send_mu_, then state_mu_. No lock is
-// held across a blocking wait except a blocking kernel send() under send_mu_ (a plain socket's
-// write blocks the same way).
+// Locks (in the slot, process-shared): recv_mu (the receive side), send_mu (the send side and
+// the held bytes), state_mu (the state and its condition variable). Order: recv_mu, then
+// send_mu, then state_mu. No lock is held across a blocking wait except a blocking kernel send()
+// under send_mu (a plain socket's write blocks the same way).
 //
-// The anchor. Besides the program's fd the session holds its own duplicate of the socket, a
+// Names. Every program fd that names the socket (the accepted or connected fd, dup, dup2, dup3,
+// F_DUPFD, inherited by fork or exec) maps to this process's one view in the registry. Closing a
+// name closes only that fd; the last name in this process retires the view; the last name in all
+// processes (the slot's count) also ends the TLS stream with close_notify.
+//
+// The anchor. Besides the program's fds each view holds its own duplicate of the socket, a
 // close-on-exec fd at a high number (the anchor), registered in the registry so the program cannot
 // close it. Everything the shim does on the socket goes through the anchor: the agent receives it,
 // the background thread polls and flushes it, the two halves send and receive on it. So the fd
-// number the program holds may be closed and reused at any moment without the shim ever touching
+// numbers the program holds may be closed and reused at any moment without the shim ever touching
 // the wrong file, and a close() with a tail still pending keeps the socket alive until the tail
-// and close_notify are out; then the background thread closes the anchor and the FIN goes out.
+// and close_notify are out; then the background thread closes the anchor.
 //
-// Lifetime: created by the connect/accept path (shim/session/ops.cc), owned by the registry slots
-// of its fd and anchor, retired (never deleted at once) by close: the background thread frees it
-// once its tail is out and no call is inside it (shim/session/background.h).
+// Lifetime: created by the connect/accept path (shim/session/open.cc) or by the exec hand-off,
+// owned by the registry entries of its names and anchor, retired (never deleted at once) by the
+// last local close: the background thread frees it once its tail is out and no call is inside it
+// (shim/session/background.h).
 #pragma once
 
 #include <sealsock/agent_protocol.h>
@@ -41,25 +48,22 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "record/seal.h"
 #include "session/io.h"
 #include "session/receive.h"
 #include "session/send.h"
+#include "session/shared.h"
 #include "sys/ret.h"
 
 namespace sealsock {
 
-enum class SessionRole : std::uint8_t { client, server };
-enum class SessionState : std::uint8_t { connecting, handshaking, established, failed };
-
-// What the rule decided for this connection, kept for logs and the handshake request.
+// What the rule decided for this connection, kept for logs and the handshake request. Only the
+// process that opened the connection has the request; another process's view (after fork or
+// exec) knows the role, rule and peer from the shared slot.
 struct SessionSetup {
     SessionRole role = SessionRole::client;
     std::string rule;  // the rule's name, for log lines
@@ -71,20 +75,35 @@ struct SessionSetup {
 class Session {
   public:
     // Bytes a nonblocking program may write before the keys arrive; beyond them, EAGAIN.
-    static constexpr std::size_t kHeldLimit = 256 * 1024;
+    static constexpr std::size_t kHeldLimit = SharedSession::kHeldLimit;
 
-    // `fd` is the program's socket, `anchor` the shim's duplicate of it (owned from now on).
-    Session(int fd, int anchor, SessionSetup setup, SessionState initial);
-    ~Session();
+    // A new session for the program's socket `fd`: `slot` is freshly allocated (attached once),
+    // `anchor` the shim's duplicate of the socket (owned from now on). One name (fd).
+    Session(SharedSession& slot, int anchor, SessionSetup setup, SessionState initial);
+    // This process's view of an existing slot (after exec): no names yet; add_name() each fd.
+    Session(SharedSession& slot, int anchor);
+    ~Session();  // detaches from the slot
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    [[nodiscard]] int fd() const { return fd_; }
     [[nodiscard]] int anchor() const { return anchor_; }
-    // close() ran: the program's fd is gone; the background thread finishes and frees.
+    [[nodiscard]] SharedSession& slot() { return sh_; }
+    // This process no longer names the socket: the background thread finishes and frees.
     [[nodiscard]] bool closed() const { return closed_.load(std::memory_order_acquire); }
-    [[nodiscard]] SessionState state() const { return state_.load(std::memory_order_acquire); }
+    [[nodiscard]] SessionState state() const { return sh_.state.load(std::memory_order_acquire); }
     [[nodiscard]] const SessionSetup& setup() const { return setup_; }
+    [[nodiscard]] SessionRole role() const { return sh_.role; }
+
+    // --- names: the program fds of this process that name the socket ------------------------
+    // `fd` (already registered by the caller) now names the socket too (dup, dup2, F_DUPFD).
+    void add_name();
+    [[nodiscard]] int local_names() const { return names_.load(std::memory_order_acquire); }
+    // fork: before it, the child's names are counted in the slot (so a parent that closes at
+    // once never sees itself as the last); after a failed fork they are taken back. In the child
+    // the view is attached once more.
+    void before_fork();
+    void fork_failed();
+    void forked_child();
 
     // --- transitions (background thread and the connect path) ---------------------------------
     // The nonblocking connect completed: the agent is asked next.
@@ -107,29 +126,32 @@ class Session {
     sys::Ret<ssize_t> send(ByteView data, int flags);
     // FIONREAD/SIOCINQ: plaintext bytes ready.
     int readable_bytes();
-    // shutdown(2): SHUT_WR seals close_notify first (then FIN once the tail is out).
-    sys::Ret<int> shutdown(int how);
-    // close(2) of the program's fd: seals close_notify, erases the fd from the registry and
-    // closes it; the background thread sends what is left on the anchor, closes the anchor (the
-    // FIN) and frees the session. Closing the anchor's number answers EBADF.
+    // shutdown(2) on `fd`: SHUT_WR seals close_notify first (then FIN once the tail is out).
+    sys::Ret<int> shutdown(int fd, int how);
+    // close(2) of one of the program's fds: erases it from the registry and closes it. The last
+    // name in all processes seals close_notify; the last name in this process retires the view:
+    // the background thread sends what is left on the anchor, closes the anchor and frees the
+    // view. Closing the anchor's number answers EBADF.
     sys::Ret<int> close(int fd);
-    // Closes the anchor once (the FIN, when the program's fd is closed too). Idempotent.
+    // The program replaced `fd` (dup2/dup3 onto it): it no longer names the socket. The caller
+    // has erased it from the registry; the rest is close() without closing the fd.
+    void drop_name();
+    // Closes the anchor once (the FIN, when no other fd names the socket). Idempotent.
     void close_anchor();
     // SO_ERROR as the program sees it: the failure's errno once, then the kernel's.
     int take_socket_error();
     // The program's own SO_RCVLOWAT / SO_RCVBUF values (the shim manages the kernel's).
-    [[nodiscard]] int program_rcvlowat() const { return program_rcvlowat_; }
-    void set_program_rcvlowat(int v) { program_rcvlowat_ = v; }
-    [[nodiscard]] int program_rcvbuf() const { return program_rcvbuf_; }
-    void set_program_rcvbuf(int v) { program_rcvbuf_ = v; }
+    [[nodiscard]] int program_rcvlowat() const { return sh_.program_rcvlowat; }
+    void set_program_rcvlowat(int v) { sh_.program_rcvlowat = v; }
+    [[nodiscard]] int program_rcvbuf() const { return sh_.program_rcvbuf; }
+    void set_program_rcvbuf(int v) { sh_.program_rcvbuf = v; }
 
-    // --- background thread
-    // ------------------------------------------------------------------------ Sends the tail and
-    // held bytes without blocking; completes a pending shutdown. Returns true while something is
-    // still waiting for the socket to turn writable.
+    // --- background thread ------------------------------------------------------------------
+    // Sends the tail and held bytes without blocking; completes a pending shutdown. Returns true
+    // while something is still waiting for the socket to turn writable.
     bool pump();
 
-    // Calls currently inside this session (hooks hold a reference while they run).
+    // Calls currently inside this view (hooks hold a reference while they run).
     std::atomic<int> users{0};
 
   private:
@@ -138,36 +160,23 @@ class Session {
     sys::Ret<ssize_t> send_checked(ByteView data, int flags);
     sys::Ret<ssize_t> hold(ByteView data, int flags);
     void after_receive();  // KeyUpdate owed, fatal alert owed, failure logged
-    bool pump_locked();    // under send_mu_
+    bool pump_locked();    // under send_mu
     [[nodiscard]] bool nonblocking(int flags) const;
+    [[nodiscard]] bool last_name() const { return sh_.names.load(std::memory_order_acquire) == 0; }
     void fire_write_edge();
     void log_failure(const char* reason);
+    void notify_settled();
+    void check_locks();  // a process died holding a lock: fail the session
 
-    const int fd_;
+    SharedSession& sh_;
     const int anchor_;
+    std::atomic<int> names_{0};
     std::atomic<bool> closed_{false};
     std::atomic<bool> anchor_closed_{false};
     SessionSetup setup_;
-    std::atomic<SessionState> state_;
-
-    std::mutex recv_mu_;
-    std::mutex send_mu_;
-    std::mutex state_mu_;
-    std::condition_variable settled_;
 
     std::unique_ptr<ReceiveSide> receive_;  // set once established
     std::unique_ptr<SendSide> send_;
-    std::vector<std::uint8_t> held_;  // plaintext written before the keys arrived
-    bool shut_wr_wanted_ = false;     // shutdown(SHUT_WR) asked before the tail was out
-    bool shut_wr_done_ = false;
-    bool write_edge_owed_ = false;  // hold() answered EAGAIN: the program waits for EPOLLOUT
-    std::atomic<bool> update_owed_{false};
-    std::atomic<bool> flush_armed_{false};  // the flusher has been asked and not yet run
-    std::atomic<bool> failure_logged_{false};
-    int error_ = 0;                // the failed state's errno
-    bool error_reported_ = false;  // SO_ERROR reported it once
-    int program_rcvlowat_ = 1;
-    int program_rcvbuf_ = 0;  // 0: the program never set it
 };
 
 // The Io the shim uses: the syscall seam.
