@@ -3,9 +3,11 @@
 //
 // Not yet handled here (its slot stays empty, so the hook fails it closed with EIO and a log
 // line, DESIGN I7): fdopen.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -13,9 +15,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <vector>
 
@@ -505,7 +509,7 @@ void on_name_resolved(const char* node, const addrinfo* result) {
 // Until the two halves keep their state in the slot (shared.h), a forked child or a new image
 // would hold a private copy of the keys and sequence numbers: a repeated nonce. Until then the
 // child fails closed and exec does not pass sealed fds on.
-constexpr bool kHalvesShared = false;
+constexpr bool kHalvesShared = true;
 
 // Calls f(view) for each of this process's views (one per sealed socket: the fd that is its
 // anchor).
@@ -717,6 +721,126 @@ constexpr SessionOps kForkedOps = [] {
 
 __attribute__((constructor(103))) void install_ops() noexcept {
     registry::set_ops(&kOps);
+}
+
+// --- a new image: taking the sessions over (see "exec" above) ------------------------------------
+
+struct Handed {
+    std::uint64_t cookie = 0;
+    int names = 0;            // names the old image held
+    Session* view = nullptr;  // this image's view, once a socket of it is found
+    SharedSession* slot = nullptr;
+};
+
+// Parses "e;5,6;c0ffee:2,..." into the mode, the chunk list (NUL-terminated in place) and the
+// sessions. False on malformed text.
+bool parse_handoff(char* value, char& mode, char*& chunks, Handed* out, int& count, int max) {
+    if ((value[0] != 'e' && value[0] != 's') || value[1] != ';') return false;
+    mode = value[0];
+    chunks = value + 2;
+    char* sessions = std::strchr(chunks, ';');
+    count = 0;
+    if (sessions == nullptr) return true;
+    *sessions++ = '\0';
+    for (char* p = sessions; *p != '\0' && count < max;) {
+        char* end = nullptr;
+        const unsigned long long cookie = std::strtoull(p, &end, 16);
+        if (end == p || *end != ':') return false;
+        const long names = std::strtol(end + 1, &end, 10);
+        if (names < 0 || (*end != ',' && *end != '\0')) return false;
+        out[count++] = {cookie, static_cast<int>(names), nullptr, nullptr};
+        p = *end == ',' ? end + 1 : end;
+    }
+    return true;
+}
+
+// The running image itself may be unable to keep the shim's promises (a dynamically linked Go
+// program makes its own system calls).
+const char* this_image_cannot_carry() {
+    const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    const char* why = file_cannot_carry_shim(fd);
+    (void)sys::close(fd);
+    // Statically linked cannot be true here (the shim is loaded); set-ID is the loader's affair.
+    return why != nullptr && std::strstr(why, "Go") != nullptr ? why : nullptr;
+}
+
+// Makes fd a name of its handed-off session (a new view on first sight). False: fail it closed.
+bool take_over(int fd, Handed& h, char mode) {
+    if (h.view == nullptr) {
+        const sys::Ret<int> anchor = sys::dup_cloexec_high(fd);
+        if (anchor.value < 0) return false;
+        if (mode == 's') h.slot->attached.fetch_add(1, std::memory_order_acq_rel);
+        h.view = new (std::nothrow) Session(*h.slot, anchor.value);
+        if (h.view == nullptr || registry::insert(anchor.value, h.view).value != 0) {
+            delete h.view;  // detaches
+            h.view = nullptr;
+            (void)sys::close(anchor.value);
+            return false;
+        }
+    }
+    if (registry::insert(fd, h.view).value != 0) return false;
+    h.view->add_name();
+    return true;
+}
+
+__attribute__((constructor(104))) void restore_sessions() noexcept {
+    const char* text = getenv(shared::kHandoffVariable);
+    if (text == nullptr) return;
+    static char value[16384];
+    std::snprintf(value, sizeof value, "%s", text);
+    unsetenv(shared::kHandoffVariable);  // never passed on by accident: each exec writes its own
+    static Handed handed[1024];
+    char mode = 0;
+    char* chunks = nullptr;
+    int count = 0;
+    const bool parsed = parse_handoff(value, mode, chunks, handed, count, 1024);
+    const int mapped = parsed ? shared::adopt(chunks) : 0;
+    const char* refuse = this_image_cannot_carry();
+    if (!parsed) refuse = "the hand-off from the previous program is malformed";
+    if (refuse == nullptr && mapped == 0 && count > 0)
+        refuse = "the sessions of the previous program cannot be mapped";
+    for (int i = 0; i < count; ++i)
+        handed[i].slot = refuse == nullptr ? shared::find(handed[i].cookie) : nullptr;
+
+    // Every inherited socket whose cookie was handed off becomes a name of its session again; one
+    // that cannot is shut down both ways (never exposed as a plain socket: DESIGN I7).
+    DIR* dir = opendir("/proc/self/fd");
+    const int dir_fd = dir != nullptr ? dirfd(dir) : -1;
+    for (dirent* e = dir != nullptr ? readdir(dir) : nullptr; e != nullptr; e = readdir(dir)) {
+        const int fd = std::atoi(e->d_name);
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dir_fd) continue;
+        struct stat st {};
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || registry::is_protected(fd)) continue;
+        const std::uint64_t cookie = shared::cookie_of(fd);
+        for (int i = 0; i < count; ++i) {
+            if (handed[i].cookie != cookie) continue;
+            if (handed[i].slot == nullptr || !take_over(fd, handed[i], mode)) {
+                (void)sys::shutdown(fd, SHUT_RDWR);
+                report("a sealed connection inherited on fd {} is closed: {}", fd,
+                       refuse != nullptr ? refuse : "its session cannot be restored");
+            }
+            break;
+        }
+    }
+    if (dir != nullptr) closedir(dir);
+    // The names the old image held are replaced by the names found here. A session this image
+    // holds no name of is left to the processes that do.
+    for (int i = 0; i < count; ++i) {
+        Handed& h = handed[i];
+        if (h.slot == nullptr) continue;
+        if (mode == 'e') h.slot->names.fetch_sub(h.names, std::memory_order_acq_rel);
+        if (h.view == nullptr && mode == 'e') shared::detach(*h.slot);
+    }
+}
+
+// At exit() the program's remaining names end: the last name in all processes sends
+// close_notify, as close() would have (a program that exits without closing its sockets is
+// common; _exit() and a crash skip this, and the peer then sees only the FIN).
+__attribute__((destructor)) void end_sessions() noexcept {
+    for_each_view([](Session& s) {
+        if (!s.closed()) s.at_exit();
+    });
 }
 
 }  // namespace

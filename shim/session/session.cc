@@ -85,6 +85,18 @@ Session::~Session() {
     shared::detach(sh_);
 }
 
+// This process's views of the two halves, made on first use (here, or after fork or exec, in the
+// first call that needs them). rx() under recv_mu, tx() under send_mu, once sides_ready.
+ReceiveSide& Session::rx() {
+    if (!receive_) receive_ = std::make_unique<ReceiveSide>(anchor_, sh_.receive);
+    return *receive_;
+}
+
+SendSide& Session::tx() {
+    if (!send_) send_ = std::make_unique<SendSide>(anchor_, sh_.send);
+    return *send_;
+}
+
 // --- names -------------------------------------------------------------------------------------
 
 void Session::add_name() {
@@ -122,21 +134,28 @@ bool Session::establish(agent::HandshakeReply& reply) {
         fail(ECONNRESET, "the agent chose a cipher suite the shim does not know");
         return false;
     }
-    auto sealer = record::RecordSealer::create(*suite, reply.write_secret.view(), reply.write_seq,
-                                               setup_.rotation, monotonic_seconds());
-    auto opener = record::RecordOpener::create(*suite, reply.read_secret.view(), reply.read_seq);
-    if (!sealer || !opener) {
-        fail(ECONNRESET, "the agent's traffic secrets could not be installed");
-        return false;
-    }
+    bool ready = false;
     {
         // Also after close(): bytes held before it are sealed and sent, then close_notify.
         std::scoped_lock lock(sh_.recv_mu, sh_.send_mu);
-        receive_ = std::make_unique<ReceiveSide>(anchor_, std::move(opener.value()));
-        send_ = std::make_unique<SendSide>(anchor_, std::move(sealer.value()));
-        std::lock_guard state_lock(sh_.state_mu);
-        if (state() == SessionState::failed) return false;
-        sh_.state.store(SessionState::established, std::memory_order_release);
+        const Status rx_ok =
+            ReceiveSide::init(sh_.receive, *suite, reply.read_secret.view(), reply.read_seq);
+        const Status tx_ok = SendSide::init(sh_.send, *suite, reply.write_secret.view(),
+                                            reply.write_seq, setup_.rotation, monotonic_seconds());
+        ready = rx_ok.ok() && tx_ok.ok();
+        if (!ready) {
+            ReceiveSide::wipe(sh_.receive);
+            SendSide::wipe(sh_.send);
+        } else {
+            sh_.sides_ready = true;
+            std::lock_guard state_lock(sh_.state_mu);
+            if (state() == SessionState::failed) return false;
+            sh_.state.store(SessionState::established, std::memory_order_release);
+        }
+    }
+    if (!ready) {
+        fail(ECONNRESET, "the agent's traffic secrets could not be installed");
+        return false;
     }
     notify_settled();
     // DESIGN I2, catch 1: an edge-triggered program may have read during the handshake, got
@@ -234,7 +253,7 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
         sys::Ret<ssize_t> r{};
         {
             std::lock_guard lock(sh_.recv_mu);
-            r = receive_->read(seam_io(), out.subspan(got), pass);
+            r = rx().read(seam_io(), out.subspan(got), pass);
             after_receive();
         }
         if (r.value > 0) {
@@ -254,12 +273,12 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
 }
 
 void Session::after_receive() {
-    if (receive_->take_update_request()) sh_.update_owed.store(true, std::memory_order_release);
-    if (const ReceiveFailure* f = receive_->last_failure()) {
-        const record::Alert alert = receive_->take_alert();
+    if (rx().take_update_request()) sh_.update_owed.store(true, std::memory_order_release);
+    if (const ReceiveFailure* f = rx().last_failure()) {
+        const record::Alert alert = rx().take_alert();
         if (alert != record::Alert::none) {
             std::lock_guard lock(sh_.send_mu);
-            send_->send_alert(seam_io(), alert);
+            tx().send_alert(seam_io(), alert);
         }
         if (f->peer_ended)
             log_failure(fmt::format("{} (the peer sent the alert {})", f->reason,
@@ -267,7 +286,7 @@ void Session::after_receive() {
                             .c_str());
         else
             log_failure(f->reason);
-    } else if (receive_->at_eof() && receive_->truncated()) {
+    } else if (rx().at_eof() && rx().truncated()) {
         log_failure("the peer closed TCP without close_notify (end of file; data may be cut)");
     }
 }
@@ -275,7 +294,7 @@ void Session::after_receive() {
 int Session::readable_bytes() {
     if (state() != SessionState::established) return 0;
     std::lock_guard lock(sh_.recv_mu);
-    const std::size_t n = receive_->ready(seam_io());
+    const std::size_t n = rx().ready(seam_io());
     after_receive();
     return static_cast<int>(std::min<std::size_t>(n, INT32_MAX));
 }
@@ -326,14 +345,14 @@ sys::Ret<ssize_t> Session::hold(ByteView data, int flags) {
 sys::Ret<ssize_t> Session::send_established(ByteView data, int flags) {
     std::lock_guard lock(sh_.send_mu);
     if (sh_.shut_wr_wanted) return sys::fail<ssize_t>(EPIPE);
-    if (sh_.update_owed.exchange(false, std::memory_order_acq_rel)) send_->answer_key_update();
+    if (sh_.update_owed.exchange(false, std::memory_order_acq_rel)) tx().answer_key_update();
     if (sh_.held_size != 0 && pump_locked()) {
         // The held bytes go first; while they cannot, nothing new is accepted.
         if (!sh_.flush_armed.exchange(true)) background::await_writable(*this);
         return sys::fail<ssize_t>(EAGAIN);
     }
-    sys::Ret<ssize_t> r = send_->write(seam_io(), data, flags, monotonic_seconds());
-    if (send_->has_tail() && !sh_.flush_armed.exchange(true)) background::await_writable(*this);
+    sys::Ret<ssize_t> r = tx().write(seam_io(), data, flags, monotonic_seconds());
+    if (tx().has_tail() && !sh_.flush_armed.exchange(true)) background::await_writable(*this);
     return r;
 }
 
@@ -357,17 +376,17 @@ bool Session::pump() {
 }
 
 bool Session::pump_locked() {
-    if (!send_) return false;
-    const sys::Ret<int> f = send_->flush(seam_io());
+    if (!sh_.sides_ready) return false;
+    const sys::Ret<int> f = tx().flush(seam_io());
     if (f.value == 1) return true;
     if (f.value < 0) {
         shared::drop_held(sh_);
         return false;
     }
     std::size_t sent = 0;
-    while (sent < sh_.held_size && !send_->closed()) {
+    while (sent < sh_.held_size && !tx().closed()) {
         const ByteView rest(sh_.held + sent, sh_.held_size - sent);
-        const sys::Ret<ssize_t> r = send_->write(seam_io(), rest, kQuiet, monotonic_seconds());
+        const sys::Ret<ssize_t> r = tx().write(seam_io(), rest, kQuiet, monotonic_seconds());
         if (r.value < 0) {
             if (r.err != EAGAIN && r.err != EINTR) {
                 shared::drop_held(sh_);
@@ -376,7 +395,7 @@ bool Session::pump_locked() {
             break;
         }
         sent += static_cast<std::size_t>(r.value);
-        if (send_->has_tail()) break;
+        if (tx().has_tail()) break;
     }
     if (sent == sh_.held_size) {
         shared::drop_held(sh_);  // wiped, pages given back
@@ -386,10 +405,10 @@ bool Session::pump_locked() {
         sodium_memzero(sh_.held + left, sent);
         sh_.held_size = left;
     }
-    if (sh_.held_size != 0 || send_->has_tail()) return true;
+    if (sh_.held_size != 0 || tx().has_tail()) return true;
     if (sh_.write_edge_owed) fire_write_edge();
     if ((sh_.shut_wr_wanted || last_name()) && !sh_.shut_wr_done) {
-        const sys::Ret<int> c = send_->close_notify(seam_io());
+        const sys::Ret<int> c = tx().close_notify(seam_io());
         if (c.value == 1) return true;
         if (sh_.shut_wr_wanted) (void)sys::shutdown(anchor_, SHUT_WR);
         sh_.shut_wr_done = true;
@@ -426,7 +445,7 @@ sys::Ret<int> Session::shutdown(int fd, int how) {
     sh_.shut_wr_wanted = true;
     // Connecting or handshaking: close_notify and the FIN follow the held bytes once the keys
     // arrive (pump_locked). Established: now, or by the flusher after the tail.
-    if (send_ && pump_locked() && !sh_.flush_armed.exchange(true))
+    if (sh_.sides_ready && pump_locked() && !sh_.flush_armed.exchange(true))
         background::await_writable(*this);
     return {0, 0};
 }
@@ -440,8 +459,8 @@ sys::Ret<int> Session::close(int fd) {
 }
 
 void Session::drop_name() {
-    if (names_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // more names here
     const bool last = sh_.names.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    if (names_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // more names here
     bool done = false;
     {
         std::scoped_lock lock(sh_.recv_mu, sh_.send_mu);
@@ -451,10 +470,10 @@ void Session::drop_name() {
         // returns, so a program that exits right after close() still ends its connection
         // cleanly. A tail, held bytes or a handshake in flight are left to the background
         // thread.
-        const bool idle = sh_.held_size == 0 && !(send_ && send_->has_tail()) &&
+        const bool idle = sh_.held_size == 0 && !(sh_.sides_ready && tx().has_tail()) &&
                           !sh_.flush_armed.load(std::memory_order_acquire);
         if (state() == SessionState::established && idle) {
-            done = !last || send_->close_notify(seam_io()).value <= 0;
+            done = !last || tx().close_notify(seam_io()).value <= 0;
         } else if (state() == SessionState::failed) {
             done = true;
         } else if (!last && idle && sh_.handshake_owner.load() != getpid()) {
@@ -464,6 +483,15 @@ void Session::drop_name() {
     }
     notify_settled();
     background::retire(*this);  // what is left, and the free, come from there
+}
+
+void Session::at_exit() {
+    const int mine = names_.exchange(0, std::memory_order_acq_rel);
+    if (mine == 0 || sh_.names.fetch_sub(mine, std::memory_order_acq_rel) != mine) return;
+    closed_.store(true, std::memory_order_release);
+    std::unique_lock lock(sh_.send_mu, std::try_to_lock);  // never wait at exit
+    if (!lock.owns_lock() || !sh_.sides_ready || state() != SessionState::established) return;
+    if (sh_.held_size == 0 && !tx().has_tail()) (void)tx().close_notify(seam_io());
 }
 
 void Session::close_anchor() {

@@ -136,6 +136,8 @@ class Session {
     // The program replaced `fd` (dup2/dup3 onto it): it no longer names the socket. The caller
     // has erased it from the registry; the rest is close() without closing the fd.
     void drop_name();
+    // exit(): this process's names end without close() (the fds die with the process).
+    void at_exit();
     // Closes the anchor once (the FIN, when no other fd names the socket). Idempotent.
     void close_anchor();
     // SO_ERROR as the program sees it: the failure's errno once, then the kernel's.
@@ -166,6 +168,8 @@ class Session {
     void fire_write_edge();
     void log_failure(const char* reason);
     void notify_settled();
+    ReceiveSide& rx();
+    SendSide& tx();
     void check_locks();  // a process died holding a lock: fail the session
 
     SharedSession& sh_;
@@ -175,7 +179,7 @@ class Session {
     std::atomic<bool> anchor_closed_{false};
     SessionSetup setup_;
 
-    std::unique_ptr<ReceiveSide> receive_;  // set once established
+    std::unique_ptr<ReceiveSide> receive_;  // this process's views, made on first use
     std::unique_ptr<SendSide> send_;
 };
 

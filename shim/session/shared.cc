@@ -164,8 +164,8 @@ SharedSession* grow_and_claim() {
 
 void init_slot(SharedSession& s, std::uint64_t cookie) {
     // Everything before the held bytes; the buffers are touched only when used.
-    std::memset(reinterpret_cast<std::uint8_t*>(&s) + sizeof s.in_use, 0,
-                offsetof(SharedSession, held) - sizeof s.in_use);
+    std::memset(reinterpret_cast<std::uint8_t*>(&s) + offsetof(SharedSession, cookie), 0,
+                offsetof(SharedSession, receive) - offsetof(SharedSession, cookie));
     s.generation += 1;
     s.cookie = cookie;
     s.attached.store(1);
@@ -213,6 +213,12 @@ void drop_held(SharedSession& s) noexcept {
 void detach(SharedSession& s) noexcept {
     if (s.attached.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     drop_held(s);
+    if (s.sides_ready) {  // keys and buffers wiped, pages given back
+        ReceiveSide::wipe(s.receive);
+        SendSide::wipe(s.send);
+        release_pages(&s.receive, sizeof s.receive + sizeof s.send);
+        s.sides_ready = false;
+    }
     pthread_cond_destroy(&s.settled);
     s.cookie = 0;
     s.in_use.store(0, std::memory_order_release);

@@ -90,7 +90,13 @@ struct SharedSession {
     char rule[kTextSize];
     char peer[kTextSize];
 
+    bool sides_ready;  // receive and send below hold keys (set once, by establish)
     std::size_t held_size;
+
+    // The two halves (receive.h, send.h): initialised when the keys arrive; every process reads
+    // and writes them through its own views, under recv_mu and send_mu.
+    ReceiveState receive;
+    SendState send;
     std::uint8_t held[kHeldLimit];  // plaintext written before the keys arrived
 };
 
