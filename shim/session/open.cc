@@ -305,6 +305,15 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
 
 }  // namespace
 
+bool rules_in_force() noexcept {
+    try {
+        const Rules& r = rules();
+        return !r.error.empty() || !r.config.outbound.empty() || !r.config.inbound.empty();
+    } catch (...) {
+        return true;
+    }
+}
+
 std::string name_for(ByteView address) {
     Names& n = names();
     std::lock_guard lock(n.mu);

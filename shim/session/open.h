@@ -22,6 +22,10 @@ sys::Ret<int> open_connect(int fd, const sockaddr* addr, socklen_t len) noexcept
 sys::Ret<int> open_accept(int fd, sockaddr* addr, socklen_t* len, int flags,
                           bool has_flags) noexcept;
 
+// Whether the config (read now if it was not yet) has any rule, or failed to load (then every
+// TCP connection is refused: rules are in force all the same).
+bool rules_in_force() noexcept;
+
 // getaddrinfo() succeeded: remember `node` as the name of each address it returned.
 void remember_names(const char* node, const addrinfo* result);
 // The name last looked up for `address` (4 or 16 bytes), or empty.
