@@ -163,6 +163,7 @@ class Thread {
 };
 
 Thread* g_thread = new Thread;  // never destroyed: the thread may outlive static destructors
+Thread* g_abandoned = nullptr;  // a forked child's copy of the parent's
 
 Thread& thread() {
     return *g_thread;
@@ -516,7 +517,8 @@ void reset_in_child() {
     // without it (this is the only thread now).
     std::string path = old->agent_socket_unlocked();
     old->drop_copies();
-    g_thread = new Thread;  // the copy is left as it was (its memory may be mid-update)
+    g_abandoned = old;  // kept reachable: its memory may be mid-update
+    g_thread = new Thread;
     g_thread->set_agent_socket(std::move(path));
 }
 

@@ -936,6 +936,7 @@ __attribute__((constructor(104))) void restore_sessions() noexcept {
 // common; _exit() and a crash skip this, and the peer then sees only the FIN).
 __attribute__((destructor)) void end_sessions() noexcept {
     for_each_view([](Session& s) {
+        s.finish_own_handshake();
         if (!s.closed()) s.at_exit();
     });
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <unordered_set>
 
 #include "record/suite.h"
 #include "session/background.h"
@@ -50,6 +51,30 @@ void copy_text(char (&out)[N], const std::string& text) {
     out[n] = '\0';
 }
 
+// Every live view, so each stays reachable from a global (the registry's tables are mmap'd, and
+// a forked child's inherited views live until it exits: leak checkers would call them lost).
+struct Views {
+    std::mutex mu;
+    std::unordered_set<const Session*> set;
+};
+
+Views& views() {
+    static auto* v = new Views;
+    return *v;
+}
+
+void track(const Session* s, bool live) {
+    try {
+        Views& v = views();
+        std::lock_guard lock(v.mu);
+        if (live)
+            v.set.insert(s);
+        else
+            v.set.erase(s);
+    } catch (...) {  // out of memory: only a leak checker's view is affected
+    }
+}
+
 }  // namespace
 
 Io& seam_io() {
@@ -71,15 +96,18 @@ Session::Session(SharedSession& slot, int anchor, SessionSetup setup, SessionSta
     copy_text(sh_.rule, setup_.rule);
     copy_text(sh_.peer, setup_.peer);
     sh_.names.store(1, std::memory_order_release);
+    track(this, true);
 }
 
 Session::Session(SharedSession& slot, int anchor) : sh_(slot), anchor_(anchor) {
     setup_.role = sh_.role;
     setup_.rule.assign(sh_.rule, strnlen(sh_.rule, sizeof sh_.rule));
     setup_.peer.assign(sh_.peer, strnlen(sh_.peer, sizeof sh_.peer));
+    track(this, true);
 }
 
 Session::~Session() {
+    track(this, false);
     receive_.reset();
     send_.reset();
     shared::detach(sh_);
@@ -483,6 +511,22 @@ void Session::drop_name() {
     }
     notify_settled();
     background::retire(*this);  // what is left, and the free, come from there
+}
+
+void Session::finish_own_handshake() {
+    const auto busy = [&] {
+        const SessionState st = state();
+        return st == SessionState::connecting || st == SessionState::handshaking;
+    };
+    if (!busy() || sh_.handshake_owner.load() != getpid() || sh_.names.load() <= 0) return;
+    // Another process holds the socket and waits for these keys (the PostgreSQL postmaster
+    // forks and may exit before its background thread got the agent's reply).
+    timespec until{};
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 15;
+    std::unique_lock lock(sh_.state_mu);
+    while (busy())
+        if (pthread_cond_timedwait(&sh_.settled, sh_.state_mu.native(), &until) == ETIMEDOUT) break;
 }
 
 void Session::at_exit() {

@@ -138,6 +138,9 @@ class Session {
     void drop_name();
     // exit(): this process's names end without close() (the fds die with the process).
     void at_exit();
+    // At exit: waits (bounded) for a handshake this process runs for a socket that other
+    // processes still name.
+    void finish_own_handshake();
     // Closes the anchor once (the FIN, when no other fd names the socket). Idempotent.
     void close_anchor();
     // SO_ERROR as the program sees it: the failure's errno once, then the kernel's.

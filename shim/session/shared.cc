@@ -226,6 +226,7 @@ void detach(SharedSession& s) noexcept {
 
 namespace {
 std::shared_mutex* g_names = new std::shared_mutex;  // never destroyed: used until the end
+std::shared_mutex* g_abandoned_names = nullptr;
 }  // namespace
 
 std::shared_mutex& names_lock() noexcept {
@@ -233,7 +234,8 @@ std::shared_mutex& names_lock() noexcept {
 }
 
 void reset_in_child() noexcept {
-    g_names = new (std::nothrow) std::shared_mutex;  // the old one is left as it was copied
+    g_abandoned_names = g_names;  // kept reachable: left as fork copied it
+    g_names = new (std::nothrow) std::shared_mutex;
 }
 
 std::uint64_t cookie_of(int fd) noexcept {
