@@ -31,110 +31,11 @@ probe=${3:?}
 variant=${4:?}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 relay=$here/relay.py
-openssl=${OPENSSL:-openssl}
-work=$(mktemp -d "${TMPDIR:-/tmp}/sealsock-sealed-test.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    # SEALSOCK_TEST_KEEP=1 keeps every scenario's output, captures and agent logs for a look.
-    if [[ -n ${SEALSOCK_TEST_KEEP:-} ]]; then echo "kept $work"; else rm -rf -- "$work"; fi
-}
-trap cleanup EXIT
-passed=0
-failed=0
-notes=()
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() {
-    echo "FAIL $1"
-    failed=$((failed + 1))
-}
-# check NAME COMMAND...: passes when the command succeeds. With on_fail=SCENARIO set for the
-# call, a failure also shows that scenario's outputs.
-check() {
-    local name=$1
-    shift
-    if "$@" >"$work/check.out" 2>&1; then ok "$name"; else
-        bad "$name"
-        sed 's/^/     /' "$work/check.out"
-        if [[ -n ${on_fail:-} ]]; then show "$on_fail"; fi
-    fi
-}
-# Every probe run has a time limit, so a hang is a failure with output, not a stalled ctest.
-limit=60
-if [[ $variant == asan ]]; then limit=180; fi
-
-# --- PKI --------------------------------------------------------------------------------------
-pki=$work/pki
-mkdir -m 700 "$pki"
-q() { "$openssl" "$@" >"$work/openssl.log" 2>&1 || { cat "$work/openssl.log" >&2; exit 1; }; }
-q req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca.key" \
-    -subj "/CN=sealsock test ca" -days 3 -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$pki/ca.pem"
-issue() {  # issue NAME SUBJECT EXTENSIONS
-    q req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/$1.key" \
-        -subj "$2" -out "$pki/$1.csr"
-    printf '%s\n' "$3" >"$pki/$1.ext"
-    q x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-        -days 3 -sha256 -extfile "$pki/$1.ext" -out "$pki/$1.pem"
-    chmod 600 "$pki/$1.key"
-}
-issue server /CN=localhost 'basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1'
-for user in alice bob; do
-    issue "$user" "/CN=$user" 'basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=clientAuth'
-done
-q pkcs8 -topk8 -v2 aes-256-cbc -in "$pki/alice.key" -passout pass:correct-horse \
-    -out "$pki/alice-enc.key"
-printf 'correct-horse\n' >"$work/pass"
-
-# --- agents and configs -------------------------------------------------------------------------
-run=$work/run
-mkdir -m 700 "$run"
-wait_socket() {  # wait_socket PATH: the agent is listening
-    for _ in $(seq 100); do [[ -S $1 ]] && return 0; sleep 0.1; done
-    return 1
-}
-start_agent() {  # start_agent NAME ARGS...: an agent on $run/NAME.sock, log in $work/NAME.log
-    "$agent_bin" --foreground --socket "$run/$1.sock" --trust "$pki/ca.pem" "${@:2}" \
-        2>"$work/$1.log" &
-    pids+=($!)
-    wait_socket "$run/$1.sock" || { cat "$work/$1.log"; echo "FAIL agent $1 did not start"; exit 1; }
-}
-start_agent client --identity alice --cert "$pki/alice.pem" --key "$pki/alice.key" \
-    --identity bob --cert "$pki/bob.pem" --key "$pki/bob.key"
-start_agent server --identity server --cert "$pki/server.pem" --key "$pki/server.key"
-ok "agents started (client: alice and bob; server: server)"
-
-client_config() {  # client_config FILE AGENT_SOCKET IDENTITY
-    cat >"$1" <<TOML
-agent_socket = "$2"
-audit_log = "stderr"
-
-[[outbound]]
-name = "test"
-destinations = ["127.0.0.1", "::1"]
-identity = "$3"
-expect = "name:localhost"
-TOML
-}
-client_config "$work/client.toml" "$run/client.sock" alice
-cat >"$work/server.toml" <<TOML
-agent_socket = "$run/server.sock"
-audit_log = "stderr"
-
-[[inbound]]
-name = "echo"
-identity = "server"
-allow = ["cn:alice"]
-TOML
-cconf=$work/client.toml
-sconf=$work/server.toml
-marker="SEALSOCK-PLAINTEXT-MARKER-$$"
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
+lib_init sealed
+make_pki
+start_test_agents
 
 # --- running the probe --------------------------------------------------------------------------
 probe_cmd() {  # probe_cmd CONFIG ARGS...: sets cmd; CONFIG "-" runs the probe plain
@@ -172,14 +73,6 @@ server_done() {  # server_done: waits for the server; sets $srv_rc
 server_kill() {  # server_kill: stops a server that may still wait for a connection
     kill "$srv_pid" 2>/dev/null || true
     wait "$srv_pid" 2>/dev/null || true
-}
-show() {  # show NAME: both sides' output, indented
-    local f
-    for f in "$work/$1.cli" "$work/$1.cli.err" "$work/$1.srv" "$work/$1.srv.err"; do
-        [[ -s $f ]] || continue
-        echo "     --- ${f##*/}"
-        head -25 "$f" | sed 's/^/     /'
-    done
 }
 # flows FILE client|server: the sent/received lines as directions (c2s, s2c, s2c-banner), sorted,
 # so the two sides' outputs can be compared with diff.
@@ -233,11 +126,6 @@ pair() {
 }
 expect_line() {  # expect_line NAME FILE ERE: a line of FILE matches
     check "$1" grep -Eq "$3" "$2"
-}
-# one_log_line FILE ERE: FILE (a program's stderr) has exactly one sealsock: line, and it matches
-# ERE (case-insensitive): one failure, one line that says why.
-one_log_line() {
-    [[ $(grep -c '^sealsock: ' "$1") -eq 1 ]] && grep -Eiq "^sealsock: .*($2)" "$1"
 }
 # scenarios LABEL_PREFIX CLIENT_CONFIG SERVER_CONFIG: every scenario of the issue, and the checks
 # on what each one's socket calls reported.
@@ -294,7 +182,6 @@ through_relay() {
     server_done
     wait "$relay_pid" || true
 }
-first_bytes() { head -c 3 "$1" | od -An -tx1 | tr -d ' \n'; }
 
 # --- baseline: two plain processes --------------------------------------------------------------
 echo "--- baseline: the probe between plain processes"
@@ -481,12 +368,4 @@ check "tampering: the client ends in a connection error" bash -c \
     "[[ $cli_rc -eq 1 ]] && grep -Eq '^error: [a-z]+[^:]*: .*\\(errno E[A-Z]+\\)\$' '$work/tamper.cli'"
 
 # --- summary ------------------------------------------------------------------------------------
-for n in "${notes[@]}"; do echo "note: $n"; done
-echo "50-sealed: $passed passed, $failed failed"
-if [[ $failed -ne 0 ]]; then
-    for a in client server; do
-        echo "--- $a agent log (last lines) ---"
-        tail -15 "$work/$a.log"
-    done
-fi
-[[ $failed -eq 0 ]]
+summary 50-sealed
