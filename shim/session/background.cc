@@ -1,6 +1,7 @@
 #include "session/background.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sealsock/agent_protocol.h>
 #include <sealsock/secret.h>
@@ -13,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -36,6 +38,9 @@ constexpr std::uint64_t kAgentGraceMs = 5000;
 // A retired session is freed this long after its last use at the earliest: a hook may have
 // looked it up in the registry just before close() erased it.
 constexpr std::uint64_t kFreeDelayMs = 1000;
+// How long fork() waits for the background thread to finish what it is doing (a pump() or a
+// handshake reply; neither blocks on the network).
+constexpr std::chrono::seconds kQuiesceLimit{1};
 
 std::uint64_t now_ms() {
     timespec ts{};
@@ -102,7 +107,10 @@ struct Entry {
 class Thread {
   public:
     void post(Command c) {
-        std::call_once(started_, [this] { start(); });
+        std::call_once(started_, [this] {
+            start();
+            running_.store(true, std::memory_order_release);
+        });
         {
             std::lock_guard lock(mu_);
             queue_.push_back(c);
@@ -123,7 +131,23 @@ class Thread {
 
     [[nodiscard]] std::string agent_socket_unlocked() const { return agent_socket_; }
 
+    // Before fork: waits (at most kQuiesceLimit) until the thread is idle in epoll_wait, and keeps
+    // it there until after_fork(). The child then gets a consistent copy of the thread's state,
+    // and no allocator or OpenSSL lock the thread held mid-call.
+    void quiesce() {
+        if (!running_.load(std::memory_order_acquire)) return;
+        quiet_ = busy_.try_lock_for(kQuiesceLimit);
+    }
+
+    // In the parent after fork (or a failed fork): lets the thread go on.
+    void resume() {
+        if (quiet_) busy_.unlock();
+        quiet_ = false;
+    }
+
     // In a forked child (one thread, the parent's locks as they were): closes this copy's fds.
+    // The entries are read only if the parent's thread was quiesced (else they may be mid-update,
+    // and their agent connections stay open in the child until it exits).
     void drop_copies() {
         for (int fd : {wake_, epoll_}) {
             if (fd < 0) continue;
@@ -131,6 +155,7 @@ class Thread {
                 if (registry::own_fd(h) == fd) registry::unprotect(h);
             (void)sys::close(fd);
         }
+        if (!quiet_) return;
         for (auto& [session, e] : entries_)
             if (e->job) (void)sys::close(e->job->agent);
     }
@@ -152,6 +177,10 @@ class Thread {
     Entry& entry(Session* s);
 
     std::once_flag started_;
+    std::atomic<bool> running_{false};
+    // Held by the thread while it works on events and commands; taken by quiesce() for a fork.
+    std::timed_mutex busy_;
+    bool quiet_ = false;  // quiesce() holds busy_ (only the forking thread reads it)
     std::mutex mu_;
     std::vector<Command> queue_;
     std::string agent_socket_;
@@ -213,6 +242,7 @@ void Thread::run() {
     for (;;) {
         const bool waiting = !entries_.empty();
         const int n = epoll_wait(epoll_, events, 64, waiting ? 200 : -1);
+        const std::lock_guard working(busy_);
         for (int i = 0; i < n; ++i) {
             const std::uint64_t tag = events[i].data.u64;
             if (tag == 0) {
@@ -228,6 +258,9 @@ void Thread::run() {
         }
         take_commands();
         sweep(now_ms());
+        // OpenSSL's per-thread state (error queue, DRBGs) lives in this thread's TLS: free it
+        // while idle, so a forked child (where this thread does not exist) inherits none of it.
+        OPENSSL_thread_stop();
     }
 }
 
@@ -509,6 +542,14 @@ void forget(int anchor) {
 
 void set_agent_socket(std::string path) {
     thread().set_agent_socket(std::move(path));
+}
+
+void before_fork() {
+    thread().quiesce();
+}
+
+void after_fork_in_parent() {
+    thread().resume();
 }
 
 void reset_in_child() {

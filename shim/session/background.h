@@ -39,6 +39,11 @@ void retire(Session& session);
 // and its number can be reused).
 void forget(int anchor);
 
+// Around fork(), from the forking thread: before_fork() waits briefly for the thread to be idle
+// and holds it there; after_fork_in_parent() (also after a failed fork) lets it go on.
+void before_fork();
+void after_fork_in_parent();
+
 // In a forked child: the parent's thread does not exist here; forget it (closing the child's
 // copies of its fds) so the next command starts a new one.
 void reset_in_child();

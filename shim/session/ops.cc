@@ -632,6 +632,7 @@ extern const SessionOps kForkedOps;
 // fork: the child's names are counted before fork() copies them, under the names lock, so no
 // close in any thread can see a count that misses them.
 void on_before_fork() {
+    background::before_fork();  // first: the thread may take the names lock while it works
     shared::names_lock().lock();
     for_each_view([](Session& s) {
         if (!s.closed()) s.before_fork();
@@ -646,6 +647,7 @@ void on_fork(pid_t pid) {
     }
     if (pid != 0) {
         shared::names_lock().unlock();
+        background::after_fork_in_parent();
         return;
     }
     shared::reset_in_child();  // the names lock copied here belongs to a parent thread
