@@ -4,16 +4,18 @@
 # so every program runs under `timeout`, which puts it in a process group of its own, and the
 # cleanup stops each group, TERM first, then KILL.
 #   start_server NAME CONFIG CMD...
-#                           CMD in the background, sealed by CONFIG ("-": plain); output in
-#                           $work/NAME.out and .err; sets $server_pgid
+#                           CMD in the background, sealed by CONFIG ("-": plain); its stdin
+#                           $server_in (default /dev/null), output in $work/NAME.out and .err;
+#                           sets $server_pgid
 #   run_sealed NAME CONFIG CMD...
 #                           CMD to its end under $limit; output in $work/NAME.out and .err; sets $rc
-#   free_port, wait_listen PORT, stop_group PGID
+#   payload FILE MIB, free_port, wait_listen PORT, stop_group PGID
 #   relay_to NAME PORT      wire.py in front of 127.0.0.1:PORT; sets $rport
 #   show_files NAME...      the outputs of failed programs
-#   wire_checks NAME WHAT SERVER_EXE CLIENT_EXE N
-#                           the relay's captures are TLS records end to end without the marker
-#                           (its summary in $work/NAME.wirecheck), and agent_checks
+#   wire_checks NAME WHAT   the relay's captures are TLS records end to end without the marker
+#                           (its summary in $work/NAME.wirecheck)
+#   agent_checks WHAT SERVER_EXE CLIENT_EXE N
+#                           both agents' logs: N handshakes each, for the right programs
 #   result PROGRAMS VERSIONS CHECKED
 #                           what the row's line in docs/compatibility.md says
 # shellcheck shell=bash
@@ -47,7 +49,7 @@ with_config() {
 start_server() {
     local name=$1
     with_config "${@:2}"
-    "${cmd[@]}" >"$work/$name.out" 2>"$work/$name.err" </dev/null &
+    "${cmd[@]}" >"$work/$name.out" 2>"$work/$name.err" <"${server_in:-/dev/null}" &
     server_pgid=$!
     groups+=("$server_pgid")
 }
@@ -61,6 +63,9 @@ stop_group() {  # stop_group PGID: TERM, up to 5 s, then KILL
     kill -TERM -- "-$1" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 -- "-$1" 2>/dev/null || return 0; sleep 0.1; done
     kill -KILL -- "-$1" 2>/dev/null || true
+}
+payload() {  # payload FILE MIB: MIB MiB of random bytes with the plaintext marker in the middle
+    { head -c $(($2 * 524288)) /dev/urandom; printf '%s' "$marker"; head -c $(($2 * 524288)) /dev/urandom; } >"$1"
 }
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -92,12 +97,11 @@ relay_to() {
     for _ in $(seq 100); do [[ -s $pf ]] && break; sleep 0.05; done
     rport=$(cat "$pf")
 }
-wire_checks() {  # wire_checks NAME WHAT SERVER_EXE CLIENT_EXE N (N: connections, see agent_checks)
+wire_checks() {  # wire_checks NAME WHAT
     check "$2: the wire carried TLS 1.3 records from first byte to last, never the marker" \
         python3 "$here/wire.py" check "$work/$1.wire" "$marker"
     cp "$work/check.out" "$work/$1.wirecheck"
     notes+=("$2 wire: $(cat "$work/$1.wirecheck")")
-    agent_checks "$2" "$3" "$4" "$5"
 }
 # agent_checks WHAT SERVER_EXE CLIENT_EXE N: the agents' own account of the handshakes: the server
 # agent ran at least N for SERVER_EXE (an ERE on the executable's path) and saw CN=alice each

@@ -11,5 +11,6 @@ run_sealed echo-client "$cconf" /usr/bin/python3 "$echo_py" client "$rport" 200 
 check "asyncio: 200 concurrent echoes of 256 KiB, every SHA-256 equal" bash -c \
     "[[ $rc -eq 0 ]] && grep -qx 'verified 200 of 200, 104857600 bytes' '$work/echo-client.out'"
 [[ $rc -eq 0 ]] || show_files echo-client echo
-wire_checks echo asyncio "/usr/bin/python3[.0-9]*" "/usr/bin/python3[.0-9]*" 200
+wire_checks echo asyncio
+agent_checks asyncio "/usr/bin/python3[.0-9]*" "/usr/bin/python3[.0-9]*" 200
 check "asyncio: 200 connections crossed the relay" grep -q '^connections 200,' "$work/echo.wirecheck"
