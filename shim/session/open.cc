@@ -31,6 +31,7 @@
 #include "config/file.h"
 #include "config/match.h"
 #include "protocol/agent_client.h"
+#include "session/audit.h"
 #include "session/background.h"
 #include "session/log.h"
 #include "session/registry.h"
@@ -63,6 +64,7 @@ const Rules& rules() {
         } else {
             r->config = std::move(result.config);
         }
+        audit::set_destination(r->config.audit_log);
         std::string socket = r->config.agent_socket;
         if (socket.empty()) socket = agent::default_socket_path();
         background::set_agent_socket(std::move(socket));
@@ -121,6 +123,27 @@ std::string describe(const sockaddr* sa) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
     inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
     return fmt::format("[{}]:{}", text, ntohs(in6->sin6_port));
+}
+
+// The local address of a connected socket, for the audit log ("" when unknown).
+std::string local_of(int fd) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return {};
+    return describe(reinterpret_cast<const sockaddr*>(&local));
+}
+
+// A connection refused before it had a session: the audit log's refuse event.
+void audit_refusal(bool outbound, std::string_view rule, std::string_view peer,
+                   std::string_view reason) {
+    audit::Record record;
+    record.event = audit::Event::refuse;
+    record.outbound = outbound;
+    record.rule = rule;
+    record.peer = peer;
+    record.outcome = "refused";
+    record.reason = reason;
+    audit::write(record);
 }
 
 bool is_tcp(int fd) {
@@ -201,7 +224,10 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     const Rules& r = rules();
     const std::string peer = describe(addr);
     if (!r.error.empty()) {
-        report("outbound connection to {} refused: the config cannot be used: {}", peer, r.error);
+        if (first_of_kind("config"))
+            report("outbound connection to {} refused: the config cannot be used: {}", peer,
+                   r.error);
+        audit_refusal(true, "", peer, "the config cannot be used: " + r.error);
         return sys::fail<int>(ECONNREFUSED);
     }
     const std::string host = name_for(to.address);
@@ -222,11 +248,14 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     q.identity = rule->identity;
     q.suites = rule->suites;
     if (q.server_name.empty() && q.expect.empty()) {
-        report(
-            "outbound connection to {} refused (rule \"{}\"): it is made to a bare address, "
-            "so the server's certificate cannot be checked by name: give the rule an "
-            "`expect` (\"name:HOST\" or \"sha256:HEX\") or a `server_name`",
-            peer, rule->name);
+        if (first_of_kind("bare address " + rule->name))
+            report(
+                "outbound connection to {} refused (rule \"{}\"): it is made to a bare address, "
+                "so the server's certificate cannot be checked by name: give the rule an "
+                "`expect` (\"name:HOST\" or \"sha256:HEX\") or a `server_name`",
+                peer, rule->name);
+        audit_refusal(true, rule->name, peer,
+                      "made to a bare address: the rule needs `expect` or `server_name`");
         return sys::fail<int>(ECONNREFUSED);
     }
 
@@ -234,6 +263,7 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     const sys::Ret<int> c = sys::connect(fd, addr, len);
     const bool in_progress = c.value < 0 && (c.err == EINPROGRESS || c.err == EINTR);
     if (c.value < 0 && !in_progress) return c;
+    setup.local = local_of(fd);
     int err = 0;
     Session* s =
         register_session(fd, std::move(setup),
@@ -241,6 +271,8 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     if (s == nullptr) {
         report("outbound connection to {} reset: the shim could not track it: {}", peer,
                std::strerror(err));
+        audit_refusal(true, rule->name, peer,
+                      fmt::format("the shim could not track it: {}", std::strerror(err)));
         disconnect(fd);
         return sys::fail<int>(ECONNREFUSED);
     }
@@ -277,6 +309,7 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
     SessionSetup setup;
     setup.role = SessionRole::server;
     setup.peer = describe(reinterpret_cast<sockaddr*>(&remote));
+    setup.local = describe(reinterpret_cast<sockaddr*>(&local));
     if (rule != nullptr) {
         setup.rule = rule->name;
         setup.rotation = rotation_of(*rule);
@@ -292,6 +325,9 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
     if (s == nullptr) {
         report("inbound connection from {} reset: the shim could not track it: {}",
                describe(reinterpret_cast<sockaddr*>(&remote)), std::strerror(err));
+        audit_refusal(false, rule != nullptr ? rule->name : "",
+                      describe(reinterpret_cast<sockaddr*>(&remote)),
+                      fmt::format("the shim could not track it: {}", std::strerror(err)));
         disconnect(fd);
         return a;  // the program reads ECONNRESET... from the kernel: nothing was delivered
     }

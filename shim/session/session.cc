@@ -14,8 +14,10 @@
 #include <unordered_set>
 
 #include "record/suite.h"
+#include "session/audit.h"
 #include "session/background.h"
 #include "session/log.h"
+#include "session/open.h"
 #include "session/registry.h"
 #include "sys/real.h"
 
@@ -95,6 +97,7 @@ Session::Session(SharedSession& slot, int anchor, SessionSetup setup, SessionSta
     sh_.handshake_owner.store(getpid(), std::memory_order_release);
     copy_text(sh_.rule, setup_.rule);
     copy_text(sh_.peer, setup_.peer);
+    copy_text(sh_.local, setup_.local);
     sh_.names.store(1, std::memory_order_release);
     track(this, true);
 }
@@ -185,6 +188,7 @@ bool Session::establish(agent::HandshakeReply& reply) {
         fail(ECONNRESET, "the agent's traffic secrets could not be installed");
         return false;
     }
+    audit_open(reply, suite->name);  // before the program can go on (and exit)
     notify_settled();
     // DESIGN I2, catch 1: an edge-triggered program may have read during the handshake, got
     // EAGAIN and be waiting for an edge that already happened. Records queued now get a fresh
@@ -235,11 +239,71 @@ SessionState Session::wait_settled() {
     }
 }
 
+// Ends the connection's audit record and says why on stderr, once per connection and, in this
+// process, once per kind (the text before the first ':', e.g. the agent's error code).
 void Session::log_failure(const char* reason) {
+    audit_end("failed", reason);
     if (sh_.failure_logged.exchange(true)) return;
-    report("{} connection {} {} (rule \"{}\"): {}",
-           role() == SessionRole::client ? "outbound" : "inbound",
-           role() == SessionRole::client ? "to" : "from", setup_.peer, setup_.rule, reason);
+    const std::string_view text(reason);
+    const bool outbound = role() == SessionRole::client;
+    const std::string kind =
+        fmt::format("{} {} {}", outbound ? 'o' : 'i', setup_.rule, text.substr(0, text.find(':')));
+    if (!first_of_kind(kind)) return;
+    report("{} connection {} {} (rule \"{}\"): {}", outbound ? "outbound" : "inbound",
+           outbound ? "to" : "from", setup_.peer, setup_.rule, reason);
+}
+
+// What every audit event of this connection says.
+audit::Record Session::audit_record() const {
+    audit::Record record;
+    record.outbound = role() == SessionRole::client;
+    record.rule = setup_.rule;
+    record.local = sh_.local;
+    record.peer = setup_.peer;
+    record.identity = sh_.identity;
+    record.peer_subject = sh_.peer_subject;
+    record.peer_fingerprint = sh_.peer_fingerprint;
+    return record;
+}
+
+void Session::audit_open(const agent::HandshakeReply& reply, std::string_view suite) {
+    copy_text(sh_.identity, reply.identity);
+    copy_text(sh_.peer_subject, reply.peer.subject);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < reply.peer.fingerprint.size(); ++i) {
+        sh_.peer_fingerprint[2 * i] = kHex[reply.peer.fingerprint[i] >> 4];
+        sh_.peer_fingerprint[2 * i + 1] = kHex[reply.peer.fingerprint[i] & 0xf];
+    }
+    sh_.suite = reply.suite;
+    std::uint8_t none = 0;
+    if (!sh_.audit_state.compare_exchange_strong(none, 1)) return;
+    (void)rules_in_force();  // reads the config, which names the destination
+    audit::Record record = audit_record();
+    record.event = audit::Event::open;
+    record.suite = suite;
+    record.outcome = "sealed";
+    audit::write(record);
+}
+
+// The connection's last event: a close after an open; before one, a failure is a refusal.
+void Session::audit_end(std::string_view outcome, std::string_view reason) {
+    std::uint8_t was = 1;
+    const bool opened = sh_.audit_state.compare_exchange_strong(was, 2);
+    if (!opened) {
+        // `was` now holds the state found: 0 (nothing written) or 2 (the end is written).
+        if (was != 0 || outcome != "failed" || !sh_.audit_state.compare_exchange_strong(was, 2))
+            return;
+    }
+    (void)rules_in_force();
+    audit::Record record = audit_record();
+    record.event = opened ? audit::Event::close : audit::Event::refuse;
+    if (const record::SuiteParams* suite = record::find_suite(sh_.suite); opened && suite)
+        record.suite = suite->name;
+    record.bytes_sent = sh_.bytes_sent.load(std::memory_order_relaxed);
+    record.bytes_received = sh_.bytes_received.load(std::memory_order_relaxed);
+    record.outcome = opened ? outcome : "refused";
+    record.reason = reason;
+    audit::write(record);
 }
 
 bool Session::nonblocking(int flags) const {
@@ -285,6 +349,9 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
             after_receive();
         }
         if (r.value > 0) {
+            if ((flags & MSG_PEEK) == 0)
+                sh_.bytes_received.fetch_add(static_cast<std::uint64_t>(r.value),
+                                             std::memory_order_relaxed);
             got += static_cast<std::size_t>(r.value);
             if (!wait_all || got == out.size()) return {static_cast<ssize_t>(got), 0};
             continue;
@@ -380,6 +447,8 @@ sys::Ret<ssize_t> Session::send_established(ByteView data, int flags) {
         return sys::fail<ssize_t>(EAGAIN);
     }
     sys::Ret<ssize_t> r = tx().write(seam_io(), data, flags, monotonic_seconds());
+    if (r.value > 0)
+        sh_.bytes_sent.fetch_add(static_cast<std::uint64_t>(r.value), std::memory_order_relaxed);
     if (tx().has_tail() && !sh_.flush_armed.exchange(true)) background::await_writable(*this);
     return r;
 }
@@ -425,6 +494,7 @@ bool Session::pump_locked() {
         sent += static_cast<std::size_t>(r.value);
         if (tx().has_tail()) break;
     }
+    sh_.bytes_sent.fetch_add(sent, std::memory_order_relaxed);
     if (sent == sh_.held_size) {
         shared::drop_held(sh_);  // wiped, pages given back
     } else if (sent != 0) {      // what was sealed leaves the held buffer, wiped
@@ -441,6 +511,7 @@ bool Session::pump_locked() {
         if (sh_.shut_wr_wanted) (void)sys::shutdown(anchor_, SHUT_WR);
         sh_.shut_wr_done = true;
     }
+    if (last_name()) audit_end("closed", "");
     return false;
 }
 
@@ -509,6 +580,7 @@ void Session::drop_name() {
         }
         if (done) close_anchor();
     }
+    if (last && done) audit_end("closed", "");
     notify_settled();
     background::retire(*this);  // what is left, and the free, come from there
 }
@@ -533,9 +605,13 @@ void Session::at_exit() {
     const int mine = names_.exchange(0, std::memory_order_acq_rel);
     if (mine == 0 || sh_.names.fetch_sub(mine, std::memory_order_acq_rel) != mine) return;
     closed_.store(true, std::memory_order_release);
-    std::unique_lock lock(sh_.send_mu, std::try_to_lock);  // never wait at exit
-    if (!lock.owns_lock() || !sh_.sides_ready || state() != SessionState::established) return;
-    if (sh_.held_size == 0 && !tx().has_tail()) (void)tx().close_notify(seam_io());
+    {
+        std::unique_lock lock(sh_.send_mu, std::try_to_lock);  // never wait at exit
+        if (lock.owns_lock() && sh_.sides_ready && state() == SessionState::established &&
+            sh_.held_size == 0 && !tx().has_tail())
+            (void)tx().close_notify(seam_io());
+    }
+    audit_end("closed", "the process exited without closing the connection");
 }
 
 void Session::close_anchor() {

@@ -51,8 +51,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "record/seal.h"
+#include "session/audit.h"
 #include "session/io.h"
 #include "session/receive.h"
 #include "session/send.h"
@@ -66,8 +68,9 @@ namespace sealsock {
 // exec) knows the role, rule and peer from the shared slot.
 struct SessionSetup {
     SessionRole role = SessionRole::client;
-    std::string rule;  // the rule's name, for log lines
-    std::string peer;  // "ADDR:PORT" of the peer, for log lines
+    std::string rule;   // the rule's name, for log lines
+    std::string peer;   // "ADDR:PORT" of the peer, for log lines
+    std::string local;  // "ADDR:PORT" of this end, for the audit log
     record::RotationPolicy rotation;
     agent::HandshakeRequest request;  // what the agent is asked
 };
@@ -170,6 +173,10 @@ class Session {
     [[nodiscard]] bool last_name() const { return sh_.names.load(std::memory_order_acquire) == 0; }
     void fire_write_edge();
     void log_failure(const char* reason);
+    // Audit events (session/audit.h), each at most once per connection across processes.
+    [[nodiscard]] audit::Record audit_record() const;
+    void audit_open(const agent::HandshakeReply& reply, std::string_view suite);
+    void audit_end(std::string_view outcome, std::string_view reason);
     void notify_settled();
     ReceiveSide& rx();
     SendSide& tx();

@@ -90,6 +90,17 @@ struct SharedSession {
     char rule[kTextSize];
     char peer[kTextSize];
 
+    // For the audit log (session/audit.h): what the handshake established, the bytes each way,
+    // and which events were written (0 none, 1 open, 2 the end: refuse or close).
+    char local[kTextSize];
+    char identity[kTextSize];
+    char peer_subject[256];
+    char peer_fingerprint[65];
+    std::uint16_t suite;
+    std::atomic<std::uint8_t> audit_state;
+    std::atomic<std::uint64_t> bytes_sent;
+    std::atomic<std::uint64_t> bytes_received;
+
     bool sides_ready;  // receive and send below hold keys (set once, by establish)
     std::size_t held_size;
 

@@ -115,10 +115,10 @@ start_agent() {  # start_agent NAME ARGS...: an agent on $run/NAME.sock, log in 
     pids+=($!)
     wait_socket "$run/$1.sock" || { cat "$work/$1.log"; echo "FAIL agent $1 did not start"; exit 1; }
 }
-client_config() {  # client_config FILE AGENT_SOCKET IDENTITY
+client_config() {  # client_config FILE AGENT_SOCKET IDENTITY (audit log: FILE less .toml, .audit)
     cat >"$1" <<TOML
 agent_socket = "$2"
-audit_log = "stderr"
+audit_log = "${1%.toml}.audit"
 
 [[outbound]]
 name = "test"
@@ -137,7 +137,7 @@ start_test_agents() {
     client_config "$work/client.toml" "$run/client.sock" alice
     cat >"$work/server.toml" <<TOML
 agent_socket = "$run/server.sock"
-audit_log = "stderr"
+audit_log = "$work/server.audit"
 
 [[inbound]]
 name = "echo"

@@ -279,6 +279,38 @@ else
     sed 's/^/     curl: /' "$work/curl.err" | head -10
 fi
 
+# --- the audit log ------------------------------------------------------------------------------
+echo "--- the audit log"
+audit=$here/audit_check.py
+sed "s|^audit_log = .*|audit_log = \"$work/a-cli.audit\"|" "$cconf" >"$work/a-cli.toml"
+sed "s|^audit_log = .*|audit_log = \"$work/a-srv.audit\"|" "$sconf" >"$work/a-srv.toml"
+pair "audit: a sealed exchange" "$work/a-cli.toml" "$work/a-srv.toml" blocking 1048576
+read -r _ _ c_sent _ c_recv < <(grep '^totals:' "$work/$last.cli")
+read -r _ _ s_sent _ s_recv < <(grep '^totals:' "$work/$last.srv")
+check "audit: the client logged open, then close counting the bytes it sent ($c_sent) and received ($c_recv)" \
+    python3 "$audit" "$work/a-cli.audit" open,close direction=outbound rule=test identity=alice \
+    peer_subject=CN=localhost 'suite~^TLS_AES_' 'exe~/session_probe$' 'local~^127\.0\.0\.1:[0-9]+$' \
+    "peer=127.0.0.1:$port" 'peer_fingerprint~^[0-9a-f]{64}$' open.outcome=sealed \
+    open.bytes_sent=0 close.outcome=closed "close.bytes_sent=$c_sent" "close.bytes_received=$c_recv"
+check "audit: the server logged open, then close counting the bytes it sent ($s_sent) and received ($s_recv)" \
+    python3 "$audit" "$work/a-srv.audit" open,close direction=inbound rule=echo identity=server \
+    peer_subject=CN=alice "local=127.0.0.1:$port" 'peer~^127\.0\.0\.1:[0-9]+$' open.outcome=sealed \
+    close.outcome=closed "close.bytes_sent=$s_sent" "close.bytes_received=$s_recv"
+check "audit: the byte counts are what the peer verified (client sent = server received)" \
+    test "$c_sent:$c_recv" = "$s_recv:$s_sent"
+check "audit: no payload byte in either log" bash -c \
+    "! grep -qaF '$marker' '$work/a-cli.audit' '$work/a-srv.audit'"
+# A destination that cannot be written is said once; the connection itself goes on.
+sed "s|^audit_log = .*|audit_log = \"$work/no-such-dir/audit.log\"|" "$cconf" >"$work/a-bad.toml"
+serve audit-bad "$sconf" --mode blocking --seed 9 --reply-size 1000
+client audit-bad "$work/a-bad.toml" --mode blocking --seed 9 --reply-size 1000 --size 5000 \
+    --connect "127.0.0.1:$port"
+server_done
+on_fail=audit-bad check "audit: an unwritable audit log: the exchange still verifies" bash -c \
+    "[[ $cli_rc -eq 0 && $srv_rc -eq 0 ]] && grep -qx verified '$work/audit-bad.cli'"
+check "audit: an unwritable audit log: one sealsock: line names it" \
+    one_log_line "$work/audit-bad.cli.err" "audit log cannot be written to $work/no-such-dir/audit.log"
+
 # --- fail closed ----------------------------------------------------------------------------------
 echo "--- fail closed"
 # refused LABEL CONFIG MODE LOG_ERE: a sealed client that must fail with ECONNREFUSED, against a
@@ -352,6 +384,19 @@ check "identity refused: the server accepted, read 0 bytes (ECONNRESET or EOF), 
     "grep -qx accepted '$work/bob.srv' && grep -Eq '^totals: sent [0-9]+ received 0$' '$work/bob.srv' &&
      { grep -Eq '^error: read: .*\\(errno ECONNRESET\\)$' '$work/bob.srv' || grep -q '^received 0 ' '$work/bob.srv'; } &&
      [[ ! -s '$work/bob.dump' ]]"
+
+# In TLS 1.3 the client's handshake ends before the server judges the client's certificate: the
+# client logs open, then a close that failed with the server's alert, having received nothing.
+check "audit: the refused client logged open, then close failed with access_denied, 0 bytes received" \
+    python3 "$here/audit_check.py" "$work/bob.audit" open,close direction=outbound identity=bob \
+    close.outcome=failed bytes_received=0 'close.reason~access_denied'
+grep -F 'CN=bob' "$work/server.audit" >"$work/bob-srv.audit" || true
+check "audit: the server logged one refuse naming bob, nothing delivered" \
+    python3 "$here/audit_check.py" "$work/bob-srv.audit" refuse direction=inbound rule=echo \
+    outcome=refused bytes_received=0 'reason~CN=bob.*echo'
+check "audit: the stopped agent: both refused connections logged as refuse, naming the agent" \
+    python3 "$here/audit_check.py" "$work/stopped.audit" refuse,refuse outcome=refused \
+    'reason~agent'
 
 # (e) one byte of the client's stream is flipped after the handshake.
 through_relay tamper "$cconf" "$sconf" --flip
