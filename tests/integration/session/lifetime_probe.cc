@@ -1,7 +1,9 @@
 // lifetime_probe: a plain TCP program for the socket-lifetime scenarios
 // (tests/integration/session/55-lifetime.sh): one connection named by several fds (dup, dup2,
-// dup3, F_DUPFD_CLOEXEC), shared across fork, handed to an exec'd program, or taken away from
-// one without the shim; sendfile, splice, close_range, closefrom and syscall() on it.
+// dup3, F_DUPFD_CLOEXEC), shared across fork, handed to an exec'd or posix_spawn'd program, or
+// taken away from one without the shim; sendfile, splice, close_range, closefrom and syscall() on
+// it; stdio over fdopen, recvmmsg/sendmmsg and the fortified read family moving its bytes.
+// Built twice: lifetime_probe_fortify is the same source with -O2 -D_FORTIFY_SOURCE=2.
 //
 // It knows nothing about sealing (POSIX sockets only), so every scenario runs between two plain
 // processes too. Machine-checkable lines on stdout:
@@ -15,6 +17,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <spawn.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -124,17 +127,21 @@ struct Options {
     std::fputs(
         "usage: lifetime_probe server --mode M --port-file F [--listen ADDR] [--connections N]\n"
         "                             [--seed S] [--size N] [--dup METHOD] [--close-first]\n"
-        "                             [--alternate] [--turns T] [--out FILE] [-- COMMAND...]\n"
+        "                             [--alternate] [--turns T] [--out FILE] [--io IO]\n"
+        "                             [--spawn posix_spawn|posix_spawnp] [--clean-env]\n"
+        "                             [--file-actions] [-- COMMAND...]\n"
         "       lifetime_probe client --mode M --connect ADDR:PORT [--size N] [--seed S]\n"
-        "                             [--dup METHOD] [--close-first] [--connections N]\n"
+        "                             [--dup METHOD] [--close-first] [--connections N] [--io IO]\n"
         "                             [--marker TEXT] [--file F] [--offset ptr|ptr64|pos]\n"
         "                             [--plain ADDR:PORT] [--count N] [--how "
         "close_range|closefrom]\n"
         "       lifetime_probe demux --file F --seed S --size N [--alternate --turns T]\n"
+        "       lifetime_probe payload --seed S --size N [--marker TEXT]\n"
         "server modes: exchange, fork-serve (PostgreSQL), exec-child (OpenSSH), forkwrite,\n"
-        "  exec-noshim [--clean-env], sink, splice-sink, echo\n"
+        "  exec-noshim [--clean-env], spawn, sink, splice-sink, echo\n"
         "client modes: exchange, echo, demux, exec-peer, sendfile, splice, closerange, syscall\n"
-        "METHOD: none, dup, dup2, dup3, fcntl\n",
+        "METHOD: none, dup, dup2, dup3, fcntl\n"
+        "IO (exchange): plain, stdio, mmsg, syscall-mmsg, chk\n",
         stderr);
     std::exit(64);
 }
@@ -372,6 +379,247 @@ class Background {
     std::thread thread_;
 };
 
+// --- ways to move the bytes ----------------------------------------------------------------------
+
+// How one side of an exchange moves its bytes (`--io`):
+//   plain         read and write
+//   stdio         fdopen: fwrite, fprintf and fflush on one stream, fread and fgets on a second
+//                 stream over a dup of the fd; fclose of both ends the connection
+//   mmsg          sendmmsg and recvmmsg, several messages per call, several iovecs per message
+//   syscall-mmsg  the same through syscall(SYS_sendmmsg) and syscall(SYS_recvmmsg)
+//   chk           read, recv and recvfrom into arrays of known size: built with
+//                 -D_FORTIFY_SOURCE=2 (lifetime_probe_fortify), they are __read_chk,
+//                 __recv_chk and __recvfrom_chk
+struct Io {
+    Writer write = plain_write;
+    Reader read = plain_read;
+    std::function<void()> flush = [] {};
+    std::function<void()> close;
+    std::function<void()> report = [] {};  // after the exchange: what the calls did
+};
+
+// [buf, buf + n) cut into up to 3 messages of up to 3 iovecs each, unevenly (pieces grow), so
+// message and iovec edges fall everywhere relative to records. No message is empty: a zero
+// length would read as EOF.
+class Messages {
+  public:
+    Messages(std::uint8_t* buf, std::size_t n) {
+        std::size_t at = 0;
+        for (std::size_t m = 0; m < 3; ++m) {
+            iovec* iov = iov_[count_].data();
+            std::size_t pieces = 0;
+            std::size_t len = 0;
+            for (std::size_t k = 3 * m; k < 3 * m + 3; ++k) {
+                const std::size_t end = n * (k + 1) * (k + 2) / 90;  // the last piece ends at n
+                if (end == at) continue;
+                iov[pieces++] = {buf + at, end - at};
+                len += end - at;
+                at = end;
+            }
+            if (pieces == 0) continue;
+            vec_[count_] = {};
+            vec_[count_].msg_hdr.msg_iov = iov;
+            vec_[count_].msg_hdr.msg_iovlen = pieces;
+            start_[count_] = at - len;
+            len_[count_++] = len;
+        }
+    }
+    mmsghdr* vec() { return vec_.data(); }
+    unsigned count() const { return count_; }
+    std::size_t start(unsigned i) const { return start_[i]; }
+    std::size_t len(unsigned i) const { return len_[i]; }
+
+  private:
+    std::array<mmsghdr, 3> vec_{};
+    std::array<std::array<iovec, 3>, 3> iov_{};
+    std::array<std::size_t, 3> start_{};
+    std::array<std::size_t, 3> len_{};
+    unsigned count_ = 0;
+};
+
+using SendMmsg = std::function<int(int, mmsghdr*, unsigned, int)>;
+using RecvMmsg = std::function<int(int, mmsghdr*, unsigned, int)>;
+
+// Calls and the messages they moved, per direction: several messages per call must really
+// happen, or the scenario would only test one-message calls.
+struct MmsgCounts {
+    std::atomic<std::uint64_t> calls[2] = {0, 0};
+    std::atomic<std::uint64_t> messages[2] = {0, 0};
+    void take(int way, unsigned n) {
+        ++calls[way];
+        messages[way] += n;
+    }
+};
+
+// One sendmmsg: the bytes of the messages it sent. On a stream, only the last of them may be
+// short.
+ssize_t write_mmsg(const SendMmsg& call, int fd, const void* buf, std::size_t n,
+                   MmsgCounts& counts) {
+    Messages m(static_cast<std::uint8_t*>(const_cast<void*>(buf)), n);
+    const int sent = call(fd, m.vec(), m.count(), MSG_NOSIGNAL);
+    if (sent <= 0) return sent < 0 ? -1 : 0;
+    counts.take(0, static_cast<unsigned>(sent));
+    ssize_t total = 0;
+    for (unsigned i = 0; i < static_cast<unsigned>(sent); ++i) {
+        if (m.vec()[i].msg_len < m.len(i) && i + 1 < static_cast<unsigned>(sent))
+            mismatch("sendmmsg: message " + std::to_string(i) + " short, but a later one sent");
+        total += m.vec()[i].msg_len;
+    }
+    return total;
+}
+
+// One recvmmsg (MSG_WAITFORONE every other call: the later messages never wait): the messages'
+// bytes moved together, in order; a message that got nothing is the end.
+ssize_t read_mmsg(const RecvMmsg& call, int fd, void* buf, std::size_t n, int flags,
+                  MmsgCounts& counts) {
+    auto* bytes = static_cast<std::uint8_t*>(buf);
+    Messages m(bytes, n);
+    const int got = call(fd, m.vec(), m.count(), flags);
+    if (got < 0) return -1;
+    std::size_t at = 0;
+    unsigned filled = 0;
+    for (unsigned i = 0; i < static_cast<unsigned>(got); ++i) {
+        const std::size_t len = m.vec()[i].msg_len;
+        if (len == 0) break;
+        if (len > m.len(i)) mismatch("recvmmsg: msg_len larger than the message");
+        std::memmove(bytes + at, bytes + m.start(i), len);
+        at += len;
+        ++filled;
+    }
+    counts.take(1, filled);
+    return static_cast<ssize_t>(at);
+}
+
+Io mmsg_io(SendMmsg send, RecvMmsg recv) {
+    Io io;
+    auto counts = std::make_shared<MmsgCounts>();
+    io.write = [send, counts](int fd, const void* buf, std::size_t n) {
+        return write_mmsg(send, fd, buf, n, *counts);
+    };
+    io.read = [recv, counts, turn = 0U](int fd, void* buf, std::size_t n) mutable {
+        return read_mmsg(recv, fd, buf, n, turn++ % 2 == 0 ? MSG_WAITFORONE : 0, *counts);
+    };
+    io.report = [counts] {
+        const char* names[2] = {"sendmmsg", "recvmmsg"};
+        for (int way = 0; way < 2; ++way)
+            say("%s calls %llu messages %llu", names[way],
+                static_cast<unsigned long long>(counts->calls[way].load()),
+                static_cast<unsigned long long>(counts->messages[way].load()));
+    };
+    return io;
+}
+
+// stdio writes: fwrite, fprintf("%c") byte by byte (binary bytes, NULs included), fwrite then
+// fflush, in turn.
+ssize_t write_stdio(std::FILE* out, unsigned turn, const void* buf, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(buf);
+    if (turn % 3 == 1) {
+        for (std::size_t i = 0; i < n; ++i)
+            if (std::fprintf(out, "%c", b[i]) != 1) return -1;
+        return static_cast<ssize_t>(n);
+    }
+    if (std::fwrite(b, 1, n, out) != n) return -1;
+    if (turn % 3 == 2 && std::fflush(out) != 0) return -1;
+    return static_cast<ssize_t>(n);
+}
+
+// stdio reads: fread, or fgets up to the first newline the expected bytes hold (fgets cannot say
+// how much it read when NULs are among the bytes, so the count is predicted and checked: fgets
+// must have written its terminator exactly there).
+ssize_t read_stdio(std::FILE* in, unsigned turn, const Payload& expected, std::uint64_t at,
+                   void* buf, std::size_t n, Bytes& scratch) {
+    std::size_t len = 0;
+    if (turn % 2 == 0) {
+        len = std::fread(buf, 1, n, in);
+    } else {
+        while (len < n && expected.at(at + len++) != '\n') {
+        }
+        scratch.assign(len + 1, 1);
+        if (std::fgets(reinterpret_cast<char*>(scratch.data()), static_cast<int>(len + 1), in) ==
+            nullptr)
+            len = 0;
+        else if (scratch[len] != 0)
+            mismatch("fgets returned fewer bytes than the line held");
+        std::memcpy(buf, scratch.data(), len);
+    }
+    if (len == 0 && std::ferror(in)) return -1;
+    return static_cast<ssize_t>(len);
+}
+
+Io stdio_io(int fd, const Payload& in) {
+    std::FILE* out = ::fdopen(fd, "w");
+    if (out == nullptr) fail("fdopen(fd, \"w\")");
+    const int second = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (second < 0) fail("fcntl(F_DUPFD_CLOEXEC)");
+    std::FILE* inf = ::fdopen(second, "r");
+    if (inf == nullptr) fail("fdopen(dup, \"r\")");
+    Io io;
+    io.write = [out, turn = 0U](int, const void* buf, std::size_t n) mutable {
+        return write_stdio(out, turn++, buf, n);
+    };
+    io.read = [inf, in, turn = 0U, at = std::uint64_t{0}, scratch = Bytes()](
+                  int, void* buf, std::size_t n) mutable {
+        const ssize_t r = read_stdio(inf, turn++, in, at, buf, n, scratch);
+        if (r > 0) at += static_cast<std::uint64_t>(r);
+        return r;
+    };
+    io.flush = [out] {
+        if (std::fflush(out) != 0) fail("fflush");
+    };
+    io.close = [out, inf] {
+        if (std::fclose(out) != 0) fail("fclose(writing stream)");
+        if (std::fclose(inf) != 0) fail("fclose(reading stream)");
+    };
+    return io;
+}
+
+// The fortified read family: the array's size is known at compile time and the length is not
+// (no clamp here, or the compiler would prove the call safe and drop the check), so with
+// _FORTIFY_SOURCE=2 each call is its __*_chk variant. receive_payload asks for at most the
+// largest of kSizes.
+ssize_t read_chk(int fd, void* out, std::size_t n) {
+    static thread_local std::uint8_t buf[1 << 17];
+    static_assert(*std::max_element(kSizes.begin(), kSizes.end()) <= sizeof buf);
+    static thread_local unsigned turn = 0;
+    ssize_t r = -1;
+    if (turn % 3 == 0) {
+        r = ::read(fd, buf, n);
+    } else if (turn % 3 == 1) {
+        r = ::recv(fd, buf, n, 0);
+    } else {
+        sockaddr_storage from{};
+        socklen_t len = sizeof from;
+        r = ::recvfrom(fd, buf, n, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    }
+    ++turn;
+    if (r > 0) std::memcpy(out, buf, static_cast<std::size_t>(r));
+    return r;
+}
+
+Io make_io(int fd, const std::string& how, const Payload& in) {
+    Io io;
+    if (how == "stdio") return stdio_io(fd, in);
+    if (how == "mmsg") {
+        io = mmsg_io(::sendmmsg, [](int f, mmsghdr* v, unsigned n, int flags) {
+            return ::recvmmsg(f, v, n, flags, nullptr);
+        });
+    } else if (how == "syscall-mmsg") {
+        io = mmsg_io(
+            [](int f, mmsghdr* v, unsigned n, int flags) {
+                return static_cast<int>(::syscall(SYS_sendmmsg, f, v, n, flags));
+            },
+            [](int f, mmsghdr* v, unsigned n, int flags) {
+                return static_cast<int>(::syscall(SYS_recvmmsg, f, v, n, flags, nullptr));
+            });
+    } else if (how == "chk") {
+        io.read = read_chk;
+    } else if (how != "plain") {
+        usage();
+    }
+    io.close = [fd] { close_fd(fd); };
+    return io;
+}
+
 // --- one connection under several names ----------------------------------------------------------
 
 bool cloexec(int fd) {
@@ -409,18 +657,24 @@ int renamed(int fd, const std::string& method) {
 }
 
 // Both directions at once (size bytes each way), then the end: this side closes first, or it
-// reads the peer's EOF and closes after.
+// reads the peer's EOF and closes after. The bytes move the way `--io` says (make_io).
 void exchange(int fd, std::uint64_t out_seed, std::uint64_t in_seed, const Options& o) {
     const std::uint64_t size = o.number("size", 1 << 20);
     const std::string marker = o.text("marker");
+    const Payload in(in_seed, marker);
+    Io io = make_io(fd, o.text("io", "plain"), in);
     Tally sent;
-    Background writer([&] { sent = send_payload(fd, Payload(out_seed, marker), size); });
-    const Tally received = receive_payload(fd, Payload(in_seed, marker), size);
+    Background writer([&] {
+        sent = send_payload(fd, Payload(out_seed, marker), size, io.write);
+        io.flush();
+    });
+    const Tally received = receive_payload(fd, in, size, io.read);
     writer.join();
     sent.report("sent");
     received.report("received");
-    if (!o.flag("close-first")) expect_eof(fd);
-    close_fd(fd);
+    if (!o.flag("close-first")) expect_eof(fd, io.read);
+    io.close();
+    io.report();
     say("closed");
 }
 
@@ -469,6 +723,15 @@ void exec_preload() {
     if (::setenv("LD_PRELOAD", preload, 1) != 0 ||
         ::setenv("ASAN_OPTIONS", "detect_leaks=0:verify_asan_link_order=0", 1) != 0)
         fail("setenv");
+}
+
+// The environment for a new program: the program's own, without LD_PRELOAD when `clean`.
+std::vector<char*> program_env(bool clean) {
+    std::vector<char*> env;
+    for (char** e = environ; *e != nullptr; ++e)
+        if (!clean || std::strncmp(*e, "LD_PRELOAD=", 11) != 0) env.push_back(*e);
+    env.push_back(nullptr);
+    return env;
 }
 
 // OpenSSH: accept, fork; the child puts the connection on 0 and 1 and execs the command; the
@@ -609,13 +872,78 @@ void serve_exec_noshim(int listener, const Options& o) {
     if (::recv(conn, &first, 1, MSG_PEEK) != 1) fail("recv(MSG_PEEK)");
     onto_stdio(conn);
     exec_preload();
-    std::vector<char*> env;
-    for (char** e = environ; *e != nullptr; ++e)
-        if (!o.flag("clean-env") || std::strncmp(*e, "LD_PRELOAD=", 11) != 0) env.push_back(*e);
-    env.push_back(nullptr);
+    const auto env = program_env(o.flag("clean-env"));
     const auto argv = argv_of(o.command);
     ::execve(argv[0], const_cast<char* const*>(argv.data()), env.data());
     fail(std::string("execve ") + argv[0]);
+}
+
+// posix_spawn (`--spawn posix_spawn|posix_spawnp`): accept, put the connection on 0 and 1 (not
+// close-on-exec), spawn the command without file actions, so it inherits them, and close the
+// parent's copies at once. With --clean-env the command's environment has no LD_PRELOAD (the
+// connection must end, never reach it as a plain socket), and the connection is up before the
+// spawn (a peek), as in exec-noshim; the children's exit status is then only reported.
+// With --file-actions the connection stays on its own close-on-exec fd and the spawn's file
+// actions dup2 it onto 0 and 1 in the child (glibc does that without our hooks).
+pid_t spawn_one(int conn, const Options& o, const std::vector<const char*>& argv,
+                const std::vector<char*>& env) {
+    posix_spawn_file_actions_t actions;
+    const bool with_actions = o.flag("file-actions");
+    if (with_actions) {
+        if (::fcntl(conn, F_SETFD, FD_CLOEXEC) != 0) fail("fcntl(F_SETFD)");
+        if (posix_spawn_file_actions_init(&actions) != 0 ||
+            posix_spawn_file_actions_adddup2(&actions, conn, STDIN_FILENO) != 0 ||
+            posix_spawn_file_actions_adddup2(&actions, conn, STDOUT_FILENO) != 0)
+            fail("posix_spawn_file_actions");
+    } else {
+        if (::dup2(conn, STDIN_FILENO) != STDIN_FILENO) fail("dup2(conn, 0)");
+        if (::dup2(conn, STDOUT_FILENO) != STDOUT_FILENO) fail("dup2(conn, 1)");
+        if (conn > STDOUT_FILENO) close_fd(conn, "close(conn)");
+    }
+    const std::string how = o.text("spawn", "posix_spawn");
+    auto* const* args = const_cast<char* const*>(argv.data());
+    pid_t pid = -1;
+    const posix_spawn_file_actions_t* fa = with_actions ? &actions : nullptr;
+    int err = 0;
+    if (how == "posix_spawnp")
+        err = ::posix_spawnp(&pid, argv[0], fa, nullptr, args, env.data());
+    else if (how == "posix_spawn")
+        err = ::posix_spawn(&pid, argv[0], fa, nullptr, args, env.data());
+    else
+        usage();
+    if (err != 0) fail(how + " " + argv[0], err);
+    if (with_actions) {
+        posix_spawn_file_actions_destroy(&actions);
+        close_fd(conn, "close(parent's copy)");
+    } else {
+        close_fd(STDIN_FILENO, "close(parent's fd 0)");
+        close_fd(STDOUT_FILENO, "close(parent's fd 1)");
+    }
+    return pid;
+}
+
+void serve_spawn(int listener, const Options& o) {
+    g_out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 100);
+    if (g_out < 0) fail("fcntl(F_DUPFD_CLOEXEC, stdout)");
+    exec_preload();
+    const bool clean = o.flag("clean-env");
+    const auto env = program_env(clean);
+    const auto argv = argv_of(o.command);
+    std::vector<pid_t> children;
+    for (std::uint64_t i = 0; i < o.number("connections", 1); ++i) {
+        const int conn = accept_one(listener);
+        std::uint8_t first = 0;
+        if (clean && ::recv(conn, &first, 1, MSG_PEEK) != 1) fail("recv(MSG_PEEK)");
+        const pid_t pid = spawn_one(conn, o, argv, env);
+        say("connection %llu: child %d", static_cast<unsigned long long>(i), pid);
+        children.push_back(pid);
+    }
+    if (!clean) return wait_children(children);
+    for (pid_t pid : children) {
+        int status = 0;
+        if (::waitpid(pid, &status, 0) != pid) fail("waitpid");
+        say("child status %d", status);
+    }
 }
 
 // sink: reads to EOF; echo: sends back what it reads. Each connection on its own thread.
@@ -707,6 +1035,8 @@ int run_server(const Options& o) {
             serve_forkwrite(listener, o);
         else if (mode == "exec-noshim")
             serve_exec_noshim(listener, o);
+        else if (mode == "spawn")
+            serve_spawn(listener, o);
         else if (mode == "sink" || mode == "echo" || mode == "splice-sink")
             serve_threads(listener, o);
         else
@@ -1032,6 +1362,14 @@ int run_client(const Options& o) {
     });
 }
 
+// payload: the bytes a peer sends (for openssl s_client's stdin).
+int run_payload(const Options& o) {
+    return reported([&] {
+        send_payload(STDOUT_FILENO, Payload(o.number("seed", 1), o.text("marker")),
+                     o.number("size", 1 << 20));
+    });
+}
+
 int run_demux_file(const Options& o) {
     return reported([&] {
         const int fd = ::open(o.text("file").c_str(), O_RDONLY | O_CLOEXEC);
@@ -1050,5 +1388,6 @@ int main(int argc, char** argv) {
     if (o.role == "server") return run_server(o);
     if (o.role == "client") return run_client(o);
     if (o.role == "demux") return run_demux_file(o);
+    if (o.role == "payload") return run_payload(o);
     usage();
 }
