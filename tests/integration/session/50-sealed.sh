@@ -136,6 +136,8 @@ scenarios() {
     pair "$p nonblocking connect, poll" "$cc" "$sc" poll 1048576
     expect_line "$p poll: connect returned EINPROGRESS" "$work/$last.cli" \
         '^connect: in progress \(EINPROGRESS\)$'
+    expect_line "$p poll: connect() again after POLLOUT says 0, then EISCONN (as hiredis checks)" \
+        "$work/$last.cli" '^connect again: 0 EISCONN$'
     pair "$p epoll level-triggered" "$cc" "$sc" epoll-lt 1048576
     pair "$p epoll edge-triggered, read until EAGAIN" "$cc" "$sc" epoll-et 1048576
     expect_line "$p epoll-et: connect returned EINPROGRESS" \

@@ -606,6 +606,18 @@ void finish_connect(Flow& f) {
     if (err != 0) fail("connect (SO_ERROR)", err);
     f.connecting = false;
     say("connected");
+    // Ask again the way hiredis does: connect() to the same peer reports the connection made (0
+    // on Linux), and once more EISCONN. The caller's line must be the same sealed and plain.
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    if (::getpeername(f.fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+        fail("getpeername");
+    std::string answers;
+    for (int i = 0; i < 2; ++i) {
+        const int r = ::connect(f.fd.get(), reinterpret_cast<sockaddr*>(&peer), peer_len);
+        answers += r == 0 ? " 0" : std::string(" ") + errno_name(errno);
+    }
+    say("connect again:%s", answers.c_str());
 }
 
 // Reads once, or until EAGAIN when edge-triggered (an edge is not repeated). Returns whether
