@@ -178,6 +178,7 @@ class Thread {
 
     std::once_flag started_;
     std::atomic<bool> running_{false};
+    std::atomic<bool> entered_{false};  // the thread has reached run()
     // Held by the thread while it works on events and commands; taken by quiesce() for a fork.
     std::timed_mutex busy_;
     bool quiet_ = false;  // quiesce() holds busy_ (only the forking thread reads it)
@@ -235,9 +236,14 @@ void Thread::start() {
         std::abort();
     }
     pthread_detach(tid);
+    // The new thread's start-up (the C library's, a sanitizer's) may allocate: a fork() in
+    // between would leave the child an allocator lock nobody releases. Return once it runs.
+    entered_.wait(false, std::memory_order_acquire);
 }
 
 void Thread::run() {
+    entered_.store(true, std::memory_order_release);
+    entered_.notify_all();
     epoll_event events[64];
     for (;;) {
         const bool waiting = !entries_.empty();
