@@ -42,6 +42,28 @@
 namespace sealsock {
 namespace {
 
+// The environment the config and the agent socket come from, as it was when the program started:
+// servers clear or rebuild their environment before the first accept (nginx gives its workers
+// only the variables named by `env`), and the rules must not vanish with it.
+struct StartEnvironment {
+    std::string sealsock_config;
+    std::string xdg_config_home;
+    std::string home;
+    std::string agent_socket;  // agent::default_socket_path() at start
+};
+
+StartEnvironment* g_start = nullptr;
+
+__attribute__((constructor(102))) void remember_environment() noexcept {
+    try {
+        const config::Environment now = config::process_environment();
+        g_start =
+            new StartEnvironment{std::string(now.sealsock_config), std::string(now.xdg_config_home),
+                                 std::string(now.home), agent::default_socket_path()};
+    } catch (...) {  // no memory at start: the environment is read at first use instead
+    }
+}
+
 struct Rules {
     config::Config config;
     std::string error;  // empty when the config loaded
@@ -54,7 +76,11 @@ const Rules& rules() {
         char path[4096];
         const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
         if (n > 0) r->exe.assign(path, static_cast<std::size_t>(n));
-        config::LoadResult result = config::load_files(config::process_environment());
+        const config::Environment env =
+            g_start != nullptr ? config::Environment{g_start->sealsock_config,
+                                                     g_start->xdg_config_home, g_start->home}
+                               : config::process_environment();
+        config::LoadResult result = config::load_files(env);
         if (!result.ok()) {
             r->error = config::format(result.errors.front());
             report(
@@ -66,7 +92,8 @@ const Rules& rules() {
         }
         audit::set_destination(r->config.audit_log);
         std::string socket = r->config.agent_socket;
-        if (socket.empty()) socket = agent::default_socket_path();
+        if (socket.empty())
+            socket = g_start != nullptr ? g_start->agent_socket : agent::default_socket_path();
         background::set_agent_socket(std::move(socket));
         return r;
     }();

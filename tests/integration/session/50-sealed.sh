@@ -210,6 +210,19 @@ scenarios sealed "$cconf" "$sconf"
 grep -v '^agent_socket' "$cconf" >"$work/envsock.toml"
 SEALSOCK_AGENT_SOCK=$run/client.sock pair "sealed blocking, agent socket from SEALSOCK_AGENT_SOCK" \
     "$work/envsock.toml" "$sconf" blocking 100000
+# Servers clear their environment before they accept (nginx's workers keep only what `env`
+# names): the rules come from the environment the program started with. Without that the server
+# would find no config, serve plaintext, and the sealed client's handshake would fail.
+for side in srv cli; do
+    srv_extra=() cli_extra=()
+    if [[ $side == srv ]]; then srv_extra=(--clearenv yes); else cli_extra=(--clearenv yes); fi
+    serve "clearenv-$side" "$sconf" --mode blocking --seed 12 --reply-size 5000 "${srv_extra[@]}"
+    client "clearenv-$side" "$cconf" --mode blocking --seed 12 --reply-size 5000 --size 100000 \
+        --marker "$marker" --connect "127.0.0.1:$port" "${cli_extra[@]}"
+    server_done
+    on_fail=clearenv-$side check "sealed, the $side program clears its environment before connecting: still sealed both ways, bytes agree" \
+        agree "clearenv-$side"
+done
 # Under ASan too: the whole suite must be clean, the biggest transfer included.
 limit=240 pair "sealed blocking, 256 MiB" "$cconf" "$sconf" blocking 268435456
 

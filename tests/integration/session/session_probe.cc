@@ -301,6 +301,7 @@ struct Options {
     std::string marker;
     std::string dump;
     int lines = 40;
+    bool clear_env = false;  // clearenv() first, as nginx does for its workers
 };
 
 [[noreturn]] void usage() {
@@ -311,6 +312,7 @@ struct Options {
         "       session_probe client --mode M --connect HOST:PORT [--size N] [--seed S]\n"
         "                            [--reply-size R] [--banner-size B] [--marker TEXT]\n"
         "                            [--connections N] [--lines N]\n"
+        "       both roles: [--clearenv yes]   (clearenv() before any socket call)\n"
         "       session_probe payload --size N --seed S [--marker TEXT]   (the bytes, to stdout)\n"
         "Options of the other role are accepted and ignored, so both sides can get one list.\n"
         "modes (both sides): blocking, poll, epoll-lt, epoll-et, bytewise (one write, 1-byte\n"
@@ -365,6 +367,8 @@ Options parse(int argc, char** argv) {
             o.dump = v;
         else if (a == "--lines")
             o.lines = static_cast<int>(number(v));
+        else if (a == "--clearenv")
+            o.clear_env = std::string_view(v) == "yes";
         else
             usage();
     }
@@ -1352,6 +1356,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     // A write to a connection the peer reset must be an error line, not a silent death.
     std::signal(SIGPIPE, SIG_IGN);
+    if (o.clear_env && clearenv() != 0) fail("clearenv");
     if (o.role == "server") return run_server(o);
     if (o.role == "client") return run_client(o);
     if (o.role == "payload") return write_payload(o);
