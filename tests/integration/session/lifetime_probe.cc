@@ -575,21 +575,31 @@ Io stdio_io(int fd, const Payload& in) {
 
 // The fortified read family: the array's size is known at compile time and the length is not
 // (no clamp here, or the compiler would prove the call safe and drop the check), so with
-// _FORTIFY_SOURCE=2 each call is its __*_chk variant. receive_payload asks for at most the
-// largest of kSizes.
+// _FORTIFY_SOURCE=2 gcc makes each call its __*_chk variant. receive_payload asks for at most
+// the largest of kSizes.
+//
+// clang (the sanitizer tree) never does with glibc 2.36: it evaluates __builtin_object_size
+// inside glibc's wrappers before inlining them, where the buffer is a parameter of unknown size.
+// There the fortified build calls the variants itself, exactly as a gcc-fortified program does.
+#if defined(__clang__) && defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0
+#define LIFETIME_CHK(call, fd, buf, n, ...) \
+    __##call##_chk(fd, buf, n, sizeof buf __VA_OPT__(, ) __VA_ARGS__)
+#else
+#define LIFETIME_CHK(call, fd, buf, n, ...) ::call(fd, buf, n __VA_OPT__(, ) __VA_ARGS__)
+#endif
 ssize_t read_chk(int fd, void* out, std::size_t n) {
     static thread_local std::uint8_t buf[1 << 17];
     static_assert(*std::max_element(kSizes.begin(), kSizes.end()) <= sizeof buf);
     static thread_local unsigned turn = 0;
     ssize_t r = -1;
     if (turn % 3 == 0) {
-        r = ::read(fd, buf, n);
+        r = LIFETIME_CHK(read, fd, buf, n);
     } else if (turn % 3 == 1) {
-        r = ::recv(fd, buf, n, 0);
+        r = LIFETIME_CHK(recv, fd, buf, n, 0);
     } else {
         sockaddr_storage from{};
         socklen_t len = sizeof from;
-        r = ::recvfrom(fd, buf, n, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        r = LIFETIME_CHK(recvfrom, fd, buf, n, 0, reinterpret_cast<sockaddr*>(&from), &len);
     }
     ++turn;
     if (r > 0) std::memcpy(out, buf, static_cast<std::size_t>(r));
