@@ -1,14 +1,22 @@
 #include "config/match.h"
 
 namespace sealsock::config {
-namespace {
 
-bool program_allowed(const Rule& rule, std::string_view exe) {
+// The executable, or the name the program was started as: a path pattern needs an absolute one.
+bool program_applies(const Rule& rule, std::string_view exe, std::string_view invoked) {
     if (rule.programs.empty()) return true;
-    for (const std::string& pattern : rule.programs)
+    const bool by_invoked = !invoked.empty() && invoked != exe;
+    for (const std::string& pattern : rule.programs) {
         if (program_matches(pattern, exe)) return true;
+        const bool path_pattern = pattern.find('/') != std::string::npos;
+        if (by_invoked && (!path_pattern || invoked.front() == '/') &&
+            program_matches(pattern, invoked))
+            return true;
+    }
     return false;
 }
+
+namespace {
 
 bool port_allowed(const OutboundRule& rule, const Destination* d, std::uint16_t port) {
     if (d != nullptr && !d->ports.empty()) return contains_port(d->ports, port);
@@ -29,7 +37,7 @@ const OutboundRule* match_outbound(const Config& config, const OutboundQuery& qu
     Address address;
     const Address* known = canonical_address(query.address, address) ? &address : nullptr;
     for (const OutboundRule& rule : config.outbound) {
-        if (!rule.enabled || !program_allowed(rule, query.exe)) continue;
+        if (!rule.enabled || !program_applies(rule, query.exe, query.invoked)) continue;
         if (destination_allowed(rule, known, query)) return &rule;
     }
     return nullptr;
@@ -38,7 +46,7 @@ const OutboundRule* match_outbound(const Config& config, const OutboundQuery& qu
 const InboundRule* match_inbound(const Config& config, const InboundQuery& query) {
     if (!config.enabled) return nullptr;
     for (const InboundRule& rule : config.inbound) {
-        if (!rule.enabled || !program_allowed(rule, query.exe)) continue;
+        if (!rule.enabled || !program_applies(rule, query.exe, query.invoked)) continue;
         if (rule.ports.empty() || contains_port(rule.ports, query.port)) return &rule;
     }
     return nullptr;

@@ -9,7 +9,8 @@
 //     treats both alike (pass through) but can log the difference.
 //   - With the global enabled = false nothing matches.
 //   - An outbound rule matches when
-//       its `programs` is empty or one pattern matches the executable, and
+//       its `programs` is empty or one pattern matches the executable or the name the program
+//       was started as (argv[0]: /usr/bin/redis-server is a link to redis-check-rdb), and
 //       its `destinations` is empty or one entry matches the address (networks) or the host name
 //       the program looked up (host patterns; "*" matches anything), and
 //       the port is in that entry's own ports if it names some, else in the rule's `ports` if
@@ -34,12 +35,17 @@ struct OutboundQuery {
     ByteView address;       // the destination: 4 bytes (IPv4) or 16 (IPv6), network byte order
     std::string_view host;  // the name the program looked up for that address; empty if none
     std::uint16_t port = 0;
+    std::string_view invoked = {};  // argv[0] as the program was started; empty if unknown
 };
 
 struct InboundQuery {
     std::string_view exe;
     std::uint16_t port = 0;  // the local port the program listens on
+    std::string_view invoked = {};
 };
+
+// Whether `rule`'s `programs` selects the program with executable `exe` started as `invoked`.
+bool program_applies(const Rule& rule, std::string_view exe, std::string_view invoked = {});
 
 // The first enabled outbound rule that matches, or nullptr.
 const OutboundRule* match_outbound(const Config& config, const OutboundQuery& query);

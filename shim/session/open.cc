@@ -50,6 +50,7 @@ struct StartEnvironment {
     std::string xdg_config_home;
     std::string home;
     std::string agent_socket;  // agent::default_socket_path() at start
+    std::string invoked;       // argv[0] (servers overwrite it later with process titles)
 };
 
 StartEnvironment* g_start = nullptr;
@@ -59,9 +60,14 @@ __attribute__((constructor(102))) void remember_environment() noexcept {
         const config::Environment now = config::process_environment();
         g_start =
             new StartEnvironment{std::string(now.sealsock_config), std::string(now.xdg_config_home),
-                                 std::string(now.home), agent::default_socket_path()};
+                                 std::string(now.home), agent::default_socket_path(),
+                                 program_invocation_name != nullptr ? program_invocation_name : ""};
     } catch (...) {  // no memory at start: the environment is read at first use instead
     }
+}
+
+std::string_view invoked() {
+    return g_start != nullptr ? std::string_view(g_start->invoked) : std::string_view();
 }
 
 struct Rules {
@@ -259,7 +265,7 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
     }
     const std::string host = name_for(to.address);
     const config::OutboundRule* rule =
-        config::match_outbound(r.config, {r.exe, to.address, host, to.port});
+        config::match_outbound(r.config, {r.exe, to.address, host, to.port, invoked()});
     errno = saved_errno;
     if (rule == nullptr || rule->mode != config::Mode::require) return sys::connect(fd, addr, len);
 
@@ -327,7 +333,7 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
         return a;
     const Rules& r = rules();
     const config::InboundRule* rule =
-        r.error.empty() ? config::match_inbound(r.config, {r.exe, here.port}) : nullptr;
+        r.error.empty() ? config::match_inbound(r.config, {r.exe, here.port, invoked()}) : nullptr;
     if (r.error.empty() && (rule == nullptr || rule->mode == config::Mode::off)) return a;
     // allow-plaintext is not supported by this shim yet: such a rule seals like require, so a
     // plaintext client is refused rather than let through unchecked (fail closed).

@@ -107,11 +107,14 @@ bool seals(const cfg::Rule& r) {
     return r.enabled && r.mode != cfg::Mode::off;
 }
 
-bool applies(const cfg::Rule& r, const std::string& exe) {
-    if (r.programs.empty()) return true;
-    for (const auto& p : r.programs)
-        if (cfg::program_matches(p, exe)) return true;
-    return false;
+// A program as the shim inside it will see it: the executable (/proc/self/exe) and argv[0].
+struct Program {
+    std::string exe;
+    std::string invoked;
+};
+
+bool applies(const cfg::Rule& r, const Program& p) {
+    return cfg::program_applies(r, p.exe, p.invoked);
 }
 
 std::string where(const cfg::Rule& r) {
@@ -130,29 +133,28 @@ bool exempts_everything(const cfg::InboundRule& r) {
 // The rules of one direction that can apply to `exe` (every program when empty), in order, up to
 // one that exempts all of its connections.
 template <typename R>
-void reachable(const std::vector<R>& rules, const std::string& exe,
+void reachable(const std::vector<R>& rules, const Program& p,
                std::vector<std::pair<const cfg::Rule*, bool>>& out, bool outbound) {
     for (const R& r : rules) {
-        if (!exe.empty() && !applies(r, exe)) continue;
+        if (!p.exe.empty() && !applies(r, p)) continue;
         out.emplace_back(&r, outbound);
-        if (!exe.empty() && exempts_everything(r)) return;
+        if (!p.exe.empty() && exempts_everything(r)) return;
     }
 }
 
 // The rules that can apply to `exe`, outbound then inbound, each with its direction.
-std::vector<std::pair<const cfg::Rule*, bool>> rules_for(const cfg::Config& c,
-                                                         const std::string& exe) {
+std::vector<std::pair<const cfg::Rule*, bool>> rules_for(const cfg::Config& c, const Program& p) {
     std::vector<std::pair<const cfg::Rule*, bool>> out;
-    reachable(c.outbound, exe, out, true);
-    reachable(c.inbound, exe, out, false);
+    reachable(c.outbound, p, out, true);
+    reachable(c.inbound, p, out, false);
     return out;
 }
 
 // Sealing rules that can apply to `exe` (every sealing rule when `exe` is empty).
-std::vector<const cfg::Rule*> sealing_rules(const cfg::Config& c, const std::string& exe) {
+std::vector<const cfg::Rule*> sealing_rules(const cfg::Config& c, const Program& p) {
     std::vector<const cfg::Rule*> out;
     if (!c.enabled) return out;
-    for (const auto& [r, outbound] : rules_for(c, exe))
+    for (const auto& [r, outbound] : rules_for(c, p))
         if (seals(*r)) out.push_back(r);
     return out;
 }
@@ -197,6 +199,14 @@ std::string image_of(const std::string& path) {
     if (words.empty()) return exe;
     const bool via_env = words[0].size() >= 4 && words[0].ends_with("/env") && words.size() > 1;
     return real_path(via_env ? search_path(words[1]) : words[0]);
+}
+
+// `path` as `sealsock run` starts it: argv[0] is `path` as given (`exec -a`), except for a "#!"
+// script, whose interpreter the kernel starts under the interpreter's own name.
+Program program_of(const std::string& path) {
+    Program p{image_of(path), path};
+    if (p.exe != real_path(search_path(path))) p.invoked.clear();
+    return p;
 }
 
 // --- the agent ------------------------------------------------------------------------------
@@ -324,7 +334,7 @@ int check(const Options& o) {
         return kErrors;
     }
     const cfg::Config& c = l.result.config;
-    const auto rules = sealing_rules(c, o.exe.empty() ? "" : image_of(o.exe));
+    const auto rules = sealing_rules(c, o.exe.empty() ? Program{} : program_of(o.exe));
     if (!o.quiet) print_config_summary(l);
     if (rules.empty()) {
         if (!o.quiet) std::puts("agent: not needed (no rule seals connections)");
@@ -365,14 +375,14 @@ int match(const Options& o) {
         return kErrors;
     }
     const cfg::Config& c = l.result.config;
-    const std::string exe = image_of(o.exe);
-    std::printf("program: %s\n", exe.c_str());
+    const Program p = program_of(o.exe);
+    std::printf("program: %s\n", p.exe.c_str());
     if (!c.enabled) {
         std::puts("sealsock is switched off (enabled = false): nothing is sealed");
         return kNo;
     }
     bool any = false;
-    for (const auto& [r, outbound] : rules_for(c, exe)) {
+    for (const auto& [r, outbound] : rules_for(c, p)) {
         std::printf("%s\n", describe(*r, outbound).c_str());
         any = any || seals(*r);
     }

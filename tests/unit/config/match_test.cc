@@ -252,6 +252,44 @@ allow = ["any"]
         CHECK(match_inbound(c, {"/usr/bin/redis-server", 6379})->allow[0] == "ou:ops");
     }
 
+    TEST_CASE("a program matches by its executable or by the name it was started as") {
+        // Debian's /usr/bin/redis-server is a link to redis-check-rdb: /proc/self/exe says the
+        // latter, argv[0] the former. Either name selects the rule.
+        const Config c = config_of(R"(
+[[inbound]]
+name = "by name"
+programs = ["redis-server"]
+ports = [6379]
+allow = ["any"]
+[[inbound]]
+name = "by path"
+programs = ["/usr/bin/redis-server"]
+ports = [6380]
+allow = ["any"]
+)");
+        const auto rule = [&](std::string_view exe, std::string_view invoked, std::uint16_t port) {
+            const InboundRule* r = match_inbound(c, {exe, port, invoked});
+            return r == nullptr ? std::string() : r->name;
+        };
+        CHECK(rule("/usr/bin/redis-check-rdb", "redis-server", 6379) == "by name");
+        CHECK(rule("/usr/bin/redis-check-rdb", "/usr/bin/redis-server", 6379) == "by name");
+        CHECK(rule("/usr/bin/redis-check-rdb", "", 6379).empty());
+        CHECK(rule("/usr/bin/redis-check-rdb", "/usr/bin/redis-server", 6380) == "by path");
+        // A path pattern needs an absolute argv[0]: a bare name says nothing of the directory.
+        CHECK(rule("/usr/bin/redis-check-rdb", "redis-server", 6380).empty());
+        CHECK(rule("/usr/bin/redis-check-rdb", "/opt/redis-server", 6380).empty());
+        const Ip a = ip("10.0.0.1");
+        const Config o = config_of(R"(
+[[outbound]]
+name = "cli"
+programs = ["redis-cli"]
+expect = "name:db"
+)");
+        CHECK(match_outbound(o, {"/usr/bin/redis-cli", a.view(), "", 1, "rcli"}) != nullptr);
+        CHECK(match_outbound(o, {"/usr/bin/python3.11", a.view(), "", 1, "redis-cli"}) != nullptr);
+        CHECK(match_outbound(o, {"/usr/bin/python3.11", a.view(), "", 1, "python3"}) == nullptr);
+    }
+
     TEST_CASE("the complete example in docs/config.md is valid and does what the text says") {
         const std::string path = std::string(SEALSOCK_VECTOR_DIR) + "/../../docs/config.md";
         auto doc = read_config_file(path);
