@@ -8,11 +8,15 @@ stopped, each in its own pair of threads.
   wire.py relay PORT_FILE TARGET_HOST TARGET_PORT CAPTURE_PREFIX
       Listens on 127.0.0.1 (port written to PORT_FILE) and relays each connection to
       TARGET_HOST:TARGET_PORT, recording connection N's directions to CAPTURE_PREFIX.N.c2s and
-      .N.s2c. A clean EOF is passed on as a half-close, a reset as a reset. Runs until SIGTERM.
+      .N.s2c. A clean EOF is passed on as a half-close, a reset as a reset (and noted in
+      CAPTURE_PREFIX.N.reset). Runs until SIGTERM.
   wire.py check CAPTURE_PREFIX MARKER
       Every recorded direction is a TLS 1.3 record stream from the first byte to the last
       (session/relay.py's `records` check), and MARKER, plaintext the programs sent, appears in
-      none of them. Prints `connections N, records M, bytes B`; exits 1 with the reason otherwise.
+      none of them. A connection that was reset may end in the middle of a record (the rest was
+      thrown away with the reset, as without the relay): that record is left out of the check
+      (and counted as `cut by a reset`). Prints `connections N, records M, bytes B`; exits 1
+      with the reason otherwise.
 """
 import contextlib
 import glob
@@ -37,12 +41,13 @@ def session_relay():
 
 
 def pump(src, dst, log):
+    """Copies src to dst and into log until EOF (True) or an error, then resets both (False)."""
     try:
         while True:
             chunk = src.recv(262144)
             if not chunk:
                 dst.shutdown(socket.SHUT_WR)
-                return
+                return True
             log.write(chunk)
             dst.sendall(chunk)
     except OSError:
@@ -53,6 +58,7 @@ def pump(src, dst, log):
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return False
     finally:
         log.flush()
 
@@ -65,12 +71,15 @@ def serve(client, target, prefix, n):
         client.close()
         return
     logs = [open(f"{prefix}.{n}.c2s", "wb", buffering=0), open(f"{prefix}.{n}.s2c", "wb", buffering=0)]
-    ways = [threading.Thread(target=pump, args=(client, server, logs[0])),
-            threading.Thread(target=pump, args=(server, client, logs[1]))]
+    clean = []  # one entry per direction: it ended in EOF
+    ways = [threading.Thread(target=lambda *a: clean.append(pump(*a)), args=way)
+            for way in ((client, server, logs[0]), (server, client, logs[1]))]
     for t in ways:
         t.start()
     for t in ways:
         t.join()
+    if not all(clean):
+        open(f"{prefix}.{n}.reset", "w").close()
     for f in logs:
         f.close()
     client.close()
@@ -90,26 +99,42 @@ def relay(port_file, host, port, prefix):
         threading.Thread(target=serve, args=(client, (host, port), prefix, n), daemon=True).start()
 
 
+def whole_records(data):
+    """The length of data's longest prefix of whole records (by their headers' lengths alone)."""
+    at = 0
+    while len(data) - at >= 5 and at + 5 + struct.unpack(">H", data[at + 3:at + 5])[0] <= len(data):
+        at += 5 + struct.unpack(">H", data[at + 3:at + 5])[0]
+    return at
+
+
 def check(prefix, marker):
     records = session_relay().records
     files = sorted(glob.glob(f"{prefix}.*.c2s") + glob.glob(f"{prefix}.*.s2c"))
     if not files:
         return "no connection crossed the relay"
-    total_records = total_bytes = 0
+    total_records = total_bytes = cut = 0
     needle = marker.encode()
     for path in files:
         data = open(path, "rb").read()
         if needle in data:
             return f"{os.path.basename(path)}: the plaintext marker is on the wire"
+        checked = path
+        if os.path.exists(path.rsplit(".", 1)[0] + ".reset") and whole_records(data) < len(data):
+            # The record the reset cut short: the whole ones before it are checked.
+            checked = path + ".whole"
+            with open(checked, "wb") as f:
+                f.write(data[:whole_records(data)])
+            cut += 1
         # records() prints `records N` when the stream is good; keep the count, not the line.
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            problem = records(path)
+            problem = records(checked)
         if problem:
             return f"{os.path.basename(path)} ({len(data)} bytes): {problem}"
         total_records += int(out.getvalue().split()[1])
         total_bytes += len(data)
-    print(f"connections {len(files) // 2}, records {total_records}, bytes {total_bytes}")
+    print(f"connections {len(files) // 2}, records {total_records}, bytes {total_bytes}"
+          + (f", {cut} cut by a reset" if cut else ""))
     return None
 
 
