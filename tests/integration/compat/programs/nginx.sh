@@ -1,6 +1,8 @@
 # nginx for the nginx rows (sourced by rows/nginx.sh and rows/nginx-wrk.sh): master and two
 # workers, epoll (edge-triggered), accept4, sendfile on, keepalive, a private prefix in
 # $work/nginx serving $ng/www; sealed by $sconf. Sets $ng, $port, $server_pgid.
+# For the mixed-peer row: $nginx_seal (a config for start_server, "-" for none), $nginx_http and
+# $nginx_server (lines added to the http and server blocks), $nginx_listen (after the address).
 # shellcheck shell=bash
 nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 ng=$work/nginx
@@ -19,7 +21,7 @@ pid $ng/nginx.pid;
 error_log stderr notice;
 events { use epoll; multi_accept on; }
 http {
-    access_log off;
+    ${nginx_http:-access_log off;}
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 30;
@@ -31,11 +33,12 @@ http {
     scgi_temp_path $ng/tmp/scgi;
     types { application/octet-stream bin; }
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port${nginx_listen:+ $nginx_listen};
         root $ng/www;
+        ${nginx_server:-}
     }
 }
 CONF
-start_server nginx "$sconf" nginx -e stderr -p "$ng" -c "$ng/nginx.conf"
+start_server nginx "${nginx_seal:-$sconf}" nginx -e stderr -p "$ng" -c "$ng/nginx.conf"
 wait_listen "$port"
 
