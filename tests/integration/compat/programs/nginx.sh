@@ -3,6 +3,8 @@
 # $work/nginx serving $ng/www; sealed by $sconf. Sets $ng, $port, $server_pgid.
 # For the mixed-peer row: $nginx_seal (a config for start_server, "-" for none), $nginx_http and
 # $nginx_server (lines added to the http and server blocks), $nginx_listen (after the address).
+#   nginx_curl_both MIB     a sealed curl fetches two MIB MiB files through a relay (`curl`) on
+#                           one connection; checks its exit and both files (cmp)
 # shellcheck shell=bash
 nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 ng=$work/nginx
@@ -42,3 +44,15 @@ CONF
 start_server nginx "${nginx_seal:-$sconf}" nginx -e stderr -p "$ng" -c "$ng/nginx.conf"
 wait_listen "$port"
 
+
+nginx_curl_both() {
+    payload "$ng/www/a.bin" "$1"
+    payload "$ng/www/b.bin" "$1"
+    relay_to curl "$port"
+    run_sealed curl "$cconf" curl -sS --fail -o "$work/a.got" "http://127.0.0.1:$rport/a.bin" \
+        -o "$work/b.got" "http://127.0.0.1:$rport/b.bin"
+    check "curl: exit 0" test "$rc" -eq 0
+    [[ $rc -eq 0 ]] || show_files curl nginx
+    check "curl: the first $1 MiB file arrived intact (cmp)" cmp "$ng/www/a.bin" "$work/a.got"
+    check "curl: the second $1 MiB file arrived intact (cmp)" cmp "$ng/www/b.bin" "$work/b.got"
+}

@@ -18,15 +18,7 @@ source "$here/programs/nginx.sh"
 result "curl (sealed) against nginx with its own TLS (not sealed)" \
     "$nginx_version; $(curl --version | head -1 | cut -d' ' -f1-2); $(openssl version | cut -d' ' -f1-2) in nginx" \
     "curl speaks plain HTTP, the shim's TLS 1.3 reaches nginx's own (ssl_verify_client on, the test CA): two 8 MiB files on one connection (cmp); nginx's access log: 200, TLSv1.3, the client certificate verified as CN=alice; the wire; the client agent's log"
-payload "$ng/www/a.bin" 8
-payload "$ng/www/b.bin" 8
-relay_to curl "$port"
-run_sealed curl "$cconf" curl -sS --fail -o "$work/a.got" "http://127.0.0.1:$rport/a.bin" \
-    -o "$work/b.got" "http://127.0.0.1:$rport/b.bin"
-check "curl: exit 0" test "$rc" -eq 0
-[[ $rc -eq 0 ]] || show_files curl nginx
-check "curl: the first 8 MiB file arrived intact (cmp)" cmp "$ng/www/a.bin" "$work/a.got"
-check "curl: the second 8 MiB file arrived intact (cmp)" cmp "$ng/www/b.bin" "$work/b.got"
+nginx_curl_both 8
 stop_group "$server_pgid"
 size=$(stat -c %s "$ng/www/a.bin")
 check "nginx's access log: both answers 200 with the whole file, over TLSv1.3, to the client certificate it verified: CN=alice" \
