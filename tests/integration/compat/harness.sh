@@ -14,10 +14,21 @@
 #   show_files NAME...      the outputs of failed programs
 #   wire_checks NAME WHAT   the relay's captures are TLS records end to end without the marker
 #                           (its summary in $work/NAME.wirecheck)
+#   wire_is_plain NAME WHAT ERE
+#                           the same check fails on the captures, saying ERE (row baseline)
 #   agent_checks WHAT SERVER_EXE CLIENT_EXE N
 #                           both agents' logs: N handshakes each, for the right programs
 #   result PROGRAMS VERSIONS CHECKED
-#                           what the row's line in docs/compatibility.md says
+#                           what the row's line in docs/compatibility.md says ($row_pass: its
+#                           result when every check passed, "pass" unless the row says otherwise)
+# For programs that cannot carry the shim (rows static, go):
+#   wrapper_refuses NAME LABEL CONFIG WHY CMD...
+#                           `sealsock run --config CONFIG -- CMD` is refused: not started, and
+#                           the message says WHY (an ERE) and that a rule seals it
+#   exec_not_handed NAME LABEL WHY PROGRAM ARGS...
+#                           a sealed Python server reads the sealed client's first line, puts
+#                           the connection on fds 0 and 1 and execs PROGRAM: the client reads
+#                           nothing after, the shim says WHY, the wire stays TLS
 # shellcheck shell=bash
 
 groups=()
@@ -103,6 +114,12 @@ wire_checks() {  # wire_checks NAME WHAT
     cp "$work/check.out" "$work/$1.wirecheck"
     notes+=("$2 wire: $(cat "$work/$1.wirecheck")")
 }
+wire_is_plain() {
+    check "$2: the wire check fails on this unsealed capture, saying: $3" bash -c \
+        "! python3 '$here/wire.py' check '$work/$1.wire' '$marker' >'$work/$1.wirecheck' &&
+         grep -Eq '$3' '$work/$1.wirecheck'"
+    notes+=("$2 wire: $(cat "$work/$1.wirecheck")")
+}
 # agent_checks WHAT SERVER_EXE CLIENT_EXE N: the agents' own account of the handshakes: the server
 # agent ran at least N for SERVER_EXE (an ERE on the executable's path) and saw CN=alice each
 # time, the client agent ran them for CLIENT_EXE and saw CN=localhost, and nothing failed or was
@@ -130,11 +147,44 @@ result() {
 }
 write_result() {
     [[ -n ${results:-} && -n $row_programs ]] || return 0
-    local status="pass" first_fail
+    local status=${row_pass:-pass}
     if [[ $failed -ne 0 || ${row_aborted:-0} -ne 0 ]]; then
         status="**fail**: ${first_failure:-the row stopped early (see its ctest output)}"
     fi
     mkdir -p "$results"
     printf '| %s | %s | %s | %s | %s s |\n' "$row_programs" "$row_versions" "$row_checked" \
         "$status" "$SECONDS" >"$results/$row.md"
+}
+
+# --- programs that cannot carry the shim -------------------------------------------------------
+wrapper=$here/../../../scripts/sealsock
+wrapper_refuses() {
+    local name=$1 label=$2 conf=$3 why=$4
+    rc=0
+    timeout "$limit" env SEALSOCK_SHIM="$shim" SEALSOCK_CHECK_BIN="${shim%/*}/sealsock-check" \
+        "$wrapper" run --config "$conf" -- "${@:5}" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    check "$label: sealsock run refuses it (exit $rc), nothing printed by it, the message says why" bash -c \
+        "[[ $rc -ne 0 && ! -s '$work/$name.out' ]] &&
+         grep -Eq 'cannot carry the shim: $why.*a rule seals its connections, so it was not started' '$work/$name.err'"
+}
+exec_not_handed() {
+    local name=$1 label=$2 why=$3
+    port=$(free_port)
+    start_server "$name" "$sconf" /usr/bin/python3 -c '
+import os, socket, sys
+conn, _ = socket.create_server(("127.0.0.1", int(sys.argv[1]))).accept()
+print(conn.makefile("rb").readline().decode().strip(), file=sys.stderr, flush=True)
+os.dup2(conn.fileno(), 0)
+os.dup2(conn.fileno(), 1)
+os.execv(sys.argv[2], sys.argv[2:])' "$port" "${@:4}"
+    wait_listen "$port"
+    relay_to "$name" "$port"
+    with_config "$cconf" nc.openbsd -N 127.0.0.1 "$rport"
+    "${cmd[@]}" <<<"hello-$name" >"$work/$name-client.out" 2>"$work/$name-client.err" || true
+    for _ in $(seq 50); do kill -0 "$server_pgid" 2>/dev/null || break; sleep 0.1; done
+    stop_group "$server_pgid"
+    check "$label: exec'd on a sealed connection after a line read through it: the client reads nothing after, the shim says why" bash -c \
+        "grep -qx 'hello-$name' '$work/$name.err' && [[ ! -s '$work/$name-client.out' ]] &&
+         grep -Eq '^sealsock: the new program does not get the sealed connection on fd [01] .*$why' '$work/$name.err'"
+    wire_checks "$name" "$label exec'd by a sealed server"
 }
