@@ -17,15 +17,21 @@ missing=0
     cat <<'HEAD'
 # Compatibility matrix
 
-Real server and client programs from Debian 12's packages, unmodified, each sealed by
-`libsealsock.so` on both ends (`LD_PRELOAD` with `SEALSOCK_CONFIG`), with two agents and two
-identities: the client agent presents `alice`, the server agent `server` (CN=localhost), and the
-server's inbound rule lets in `cn:alice` only. Every row checks what the programs did (bytes by
-SHA-256 or cmp, row counts, error counts), that the wire between them carried TLS 1.3 records
-from the first byte to the last and never a plaintext marker the programs sent (`wire.py`, a
-recording relay that is not preloaded), and both agents' logs (the server sealed connections for
-the server program, each from CN=alice; the client's for the client program, each to
-CN=localhost; nothing failed or was refused).
+Real server and client programs from Debian 12's packages (and Node.js), unmodified, each
+sealed by `libsealsock.so` on both ends (`LD_PRELOAD` with `SEALSOCK_CONFIG`), with two agents
+and two identities: the client agent presents `alice`, the server agent `server`
+(CN=localhost), and the server's inbound rule lets in `cn:alice` only. Every row checks what the
+programs did (bytes by SHA-256 or cmp, row counts, error counts), that the wire between them
+carried TLS 1.3 records from the first byte to the last and never a plaintext marker the
+programs sent (`wire.py`, a recording relay that is not preloaded), and both agents' logs (the
+server sealed connections for the server program, each from CN=alice; the client's for the
+client program, each to CN=localhost; nothing failed or was refused).
+
+The mixed-peer rows seal one end only: a sealed curl against nginx's own TLS, and curl and
+openssl s_client with their own TLS against a sealed plain server. The rows for programs that
+cannot carry the shim (static, Go) check that sealsock refuses them rather than letting them
+send plaintext. The last row, baseline, runs programs without sealsock through the same wire
+check and requires it to report plaintext, so no row can pass that check unsealed.
 
 This file is the output of `ctest -L compat` in the release tree (`compat.report` writes it
 into `build/release/tests/integration/compat/compatibility.md`); the harness is
