@@ -41,9 +41,9 @@ sys::Ret<int> before_exec(const ExecTarget& target, char* const envp[], char* en
     return table->before_exec(target, envp, entry, kEntrySize);
 }
 
-void after_exec() noexcept {
+void after_exec(bool started) noexcept {
     const SessionOps* table = registry::ops();
-    if (table != nullptr && table->after_exec != nullptr) table->after_exec();
+    if (table != nullptr && table->after_exec != nullptr) table->after_exec(started);
 }
 
 std::size_t env_count(char* const envp[]) noexcept {
@@ -89,7 +89,7 @@ sys::Ret<int> exec_with(const ExecTarget& target, char* const envp[], Run run) n
         env = copy;
     }
     const sys::Ret<int> r = run(env);
-    after_exec();
+    after_exec(!target.replaces && r.value == 0);  // a spawn that returned 0 started its child
     return r;
 }
 
@@ -140,6 +140,7 @@ SEALSOCK_HOOK int posix_spawn(pid_t* pid, const char* path, const posix_spawn_fi
                               char* const envp[]) {
     ExecTarget t = hooks::file_target(path, false);
     t.replaces = false;
+    t.actions = fa;
     // posix_spawn reports the error as its value.
     const sys::Ret<int> r = hooks::exec_with(t, envp, [&](char* const* env) {
         return sys::posix_spawn(pid, path, fa, attr, argv, env);
@@ -152,6 +153,7 @@ SEALSOCK_HOOK int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_f
                                char* const envp[]) {
     ExecTarget t = hooks::file_target(file, true);
     t.replaces = false;
+    t.actions = fa;
     const sys::Ret<int> r = hooks::exec_with(t, envp, [&](char* const* env) {
         return sys::posix_spawnp(pid, file, fa, attr, argv, env);
     });

@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -163,6 +164,57 @@ const char* shim_missing(const ExecTarget& target, char* const envp[]) noexcept 
     const char* why = judge(fd, 0);
     (void)sys::close(fd);
     return why;
+}
+
+namespace {
+
+// glibc's file action record (posix/spawn_int.h, glibc 2.36): a tag, then a union whose dup2
+// member is {fd, newfd}; 32 bytes each, in posix_spawn_file_actions_t::__actions.
+struct SpawnAction {
+    int tag;
+    int pad;
+    int fd;
+    int newfd;
+    unsigned char rest[16];
+};
+static_assert(sizeof(SpawnAction) == 32);
+constexpr int kDup2Tag = 1;
+
+// Whether the layout above is this C library's: one dup2 action must read back as written.
+bool layout_known() noexcept {
+    static const bool known = [] {
+        posix_spawn_file_actions_t fa;
+        if (posix_spawn_file_actions_init(&fa) != 0) return false;
+        bool ok = posix_spawn_file_actions_adddup2(&fa, 7, 9) == 0 && fa.__used == 1 &&
+                  fa.__actions != nullptr;
+        if (ok) {
+            SpawnAction a{};
+            std::memcpy(&a, fa.__actions, sizeof a);
+            ok = a.tag == kDup2Tag && a.fd == 7 && a.newfd == 9;
+        }
+        posix_spawn_file_actions_destroy(&fa);
+        return ok;
+    }();
+    return known;
+}
+
+}  // namespace
+
+int spawn_dup2_sources(const posix_spawn_file_actions_t* actions, int* out, int max) noexcept {
+    if (actions == nullptr || actions->__used <= 0) return 0;
+    if (!layout_known() || actions->__actions == nullptr) return -1;
+    int n = 0;
+    for (int i = 0; i < actions->__used; ++i) {
+        SpawnAction a{};
+        std::memcpy(&a,
+                    reinterpret_cast<const unsigned char*>(actions->__actions) +
+                        static_cast<std::size_t>(i) * sizeof a,
+                    sizeof a);
+        if (a.tag != kDup2Tag) continue;
+        if (n < max) out[n] = a.fd;
+        ++n;
+    }
+    return n;
 }
 
 }  // namespace sealsock

@@ -11,7 +11,8 @@
 // A "#!" script is judged by its interpreter.
 //
 // Thread-safety: any thread. Async-signal-safe: yes (open, pread, close, fstat, access only; no
-// allocation), so it may run in a forked child before exec.
+// allocation), so it may run in a forked child before exec; spawn_dup2_sources allocates once,
+// on its first call (its layout check).
 #pragma once
 
 #include "session/registry.h"
@@ -24,5 +25,11 @@ const char* shim_missing(const ExecTarget& target, char* const envp[]) noexcept;
 // Why a file cannot carry the shim (static, Go, set-ID, unreadable), or null if it can. `fd` is
 // open on the file. Used for the running program too (/proc/self/exe).
 const char* file_cannot_carry_shim(int fd) noexcept;
+
+// The source fds of the dup2 actions in a spawn's file actions (glibc runs them in the child,
+// past every hook): up to `max` of them into `out`, returning how many there are, or -1 when
+// this C library's layout of file actions is not the one expected (checked once against
+// posix_spawn_file_actions_adddup2; the caller then assumes the worst).
+int spawn_dup2_sources(const posix_spawn_file_actions_t* actions, int* out, int max) noexcept;
 
 }  // namespace sealsock

@@ -212,6 +212,7 @@ void keep_receive_buffer(int fd) {
 // Registers a new session for the program's fd (and its anchor). Null with errno on failure;
 // the caller fails the connection closed.
 Session* register_session(int fd, SessionSetup setup, SessionState state, int& err) {
+    arm_exit_handler();
     std::shared_lock names(shared::names_lock());
     const sys::Ret<int> anchor = sys::dup_cloexec_high(fd);
     if (anchor.value < 0) {

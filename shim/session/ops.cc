@@ -3,6 +3,7 @@
 //
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -684,6 +685,15 @@ struct ExecUndo {
     bool handed_off = false;
     int cloexec[256];
     int count = 0;
+    // A spawn's child takes over names and an attachment the parent counts for it in advance
+    // (else the parent, closing its copies as soon as posix_spawn returns, could drop the
+    // socket's last name before the child's shim has counted its own).
+    struct Lent {
+        SharedSession* slot;
+        int names;
+    };
+    Lent lent[1024];
+    int lent_count = 0;
 };
 ExecUndo g_exec;
 
@@ -713,6 +723,37 @@ bool write_handoff(char* entry, std::size_t size, bool replaces) {
     return true;
 }
 
+// Gives back what lend_to_child counted.
+void give_back_lent() {
+    for (int i = 0; i < g_exec.lent_count; ++i) {
+        SharedSession& slot = *g_exec.lent[i].slot;
+        slot.names.fetch_sub(g_exec.lent[i].names, std::memory_order_acq_rel);
+        shared::detach(slot);
+    }
+    g_exec.lent_count = 0;
+}
+
+// Counts, for a spawned child, the names and the attachment it will take over (the numbers the
+// hand-off entry gives it); on_after_exec gives them back if no child started. False (nothing
+// lent) if there are more sessions than it can keep track of.
+bool lend_to_child() {
+    bool fits = true;
+    for_each_view([&](Session& s) {
+        if (s.closed() || !fits) return;
+        if (g_exec.lent_count == static_cast<int>(std::size(g_exec.lent))) {
+            fits = false;
+            return;
+        }
+        SharedSession& slot = s.slot();
+        const int n = s.local_names();
+        slot.names.fetch_add(n, std::memory_order_acq_rel);
+        slot.attached.fetch_add(1, std::memory_order_acq_rel);
+        g_exec.lent[g_exec.lent_count++] = {&slot, n};
+    });
+    if (!fits) give_back_lent();
+    return fits;
+}
+
 sys::Ret<int> on_exec(const ExecTarget& target, char* const envp[], char* entry, std::size_t size) {
     const int saved = errno;
     g_exec = {};
@@ -722,10 +763,28 @@ sys::Ret<int> on_exec(const ExecTarget& target, char* const envp[], char* entry,
         why = "passing sealed connections to a new program is not built yet";
     if (why == nullptr) {
         if (write_handoff(entry, size, target.replaces)) {
-            g_exec.handed_off = true;
-            return {1, saved};
+            if (target.replaces || lend_to_child()) {
+                g_exec.handed_off = true;
+                return {1, saved};
+            }
+            shared::undo_handoff();
         }
         why = "there are too many sealed connections to describe to it";
+    }
+    // glibc runs a spawn's dup2 actions in the child, past every hook: a sealed fd named there
+    // would reach the new program as a plain socket. Refuse the spawn instead.
+    int sources[64];
+    const int n = spawn_dup2_sources(target.actions, sources, 64);
+    for (int i = 0; i < n || n < 0; ++i) {
+        const int fd = n < 0 ? -1 : sources[i];
+        if (n >= 0 && (i >= 64 || registry::find(fd) == nullptr)) continue;
+        report(
+            "posix_spawn refused: its file actions would give {} to a program without the "
+            "shim ({})",
+            n < 0 ? std::string("the sealed connections")
+                  : fmt::format("the sealed connection on fd {}", fd),
+            why);
+        return sys::fail<int>(EACCES);
     }
     bool logged = false;
     for_each_name([&](int fd, Session&) {
@@ -745,9 +804,10 @@ sys::Ret<int> on_exec(const ExecTarget& target, char* const envp[], char* entry,
     return {0, saved};
 }
 
-void on_after_exec() {
+void on_after_exec(bool started) {
     const int saved = errno;
     if (g_exec.handed_off) shared::undo_handoff();
+    if (!started) give_back_lent();  // no child takes what was lent to it
     for (int i = 0; i < g_exec.count; ++i) {
         const int fd = g_exec.cloexec[i];
         const int flags = sys::fcntl(fd, F_GETFD, nullptr).value;
@@ -861,11 +921,10 @@ const char* this_image_cannot_carry() {
 }
 
 // Makes fd a name of its handed-off session (a new view on first sight). False: fail it closed.
-bool take_over(int fd, Handed& h, char mode) {
+bool take_over(int fd, Handed& h) {
     if (h.view == nullptr) {
         const sys::Ret<int> anchor = sys::dup_cloexec_high(fd);
         if (anchor.value < 0) return false;
-        if (mode == 's') h.slot->attached.fetch_add(1, std::memory_order_acq_rel);
         h.view = new (std::nothrow) Session(*h.slot, anchor.value);
         if (h.view == nullptr || registry::insert(anchor.value, h.view).value != 0) {
             delete h.view;  // detaches
@@ -910,7 +969,7 @@ __attribute__((constructor(104))) void restore_sessions() noexcept {
         const std::uint64_t cookie = shared::cookie_of(fd);
         for (int i = 0; i < count; ++i) {
             if (handed[i].cookie != cookie) continue;
-            if (handed[i].slot == nullptr || !take_over(fd, handed[i], mode)) {
+            if (handed[i].slot == nullptr || !take_over(fd, handed[i])) {
                 (void)sys::shutdown(fd, SHUT_RDWR);
                 report("a sealed connection inherited on fd {} is closed: {}", fd,
                        refuse != nullptr ? refuse : "its session cannot be restored");
@@ -919,25 +978,48 @@ __attribute__((constructor(104))) void restore_sessions() noexcept {
         }
     }
     if (dir != nullptr) closedir(dir);
-    // The names the old image held are replaced by the names found here. A session this image
-    // holds no name of is left to the processes that do.
+    // The names the old image held (exec), or the parent lent this child (spawn), are replaced by
+    // the names found here, and so is that process's attachment. A session this image holds no
+    // name of is left to the processes that do.
+    if (count > 0) arm_exit_handler();
     for (int i = 0; i < count; ++i) {
         Handed& h = handed[i];
         if (h.slot == nullptr) continue;
-        if (mode == 'e') h.slot->names.fetch_sub(h.names, std::memory_order_acq_rel);
-        if (h.view == nullptr && mode == 'e') shared::detach(*h.slot);
+        h.slot->names.fetch_sub(h.names, std::memory_order_acq_rel);
+        if (h.view == nullptr) shared::detach(*h.slot);
     }
 }
 
 // At exit() the program's remaining names end: the last name in all processes sends
 // close_notify, as close() would have (a program that exits without closing its sockets is
-// common; _exit() and a crash skip this, and the peer then sees only the FIN).
-__attribute__((destructor)) void end_sessions() noexcept {
+// common; _exit() and a crash skip this, and the peer then sees only the FIN). It runs from an
+// atexit handler registered after OpenSSL's own (arm_exit_handler), because OpenSSL frees its
+// state in that handler and sealing afterwards would crash; the destructor is for a dlclose.
+void end_sessions() noexcept {
     for_each_view([](Session& s) {
         s.finish_own_handshake();
         if (!s.closed()) s.at_exit();
     });
 }
 
+__attribute__((destructor)) void end_sessions_at_unload() noexcept {
+    end_sessions();
+}
+
 }  // namespace
+
+void arm_exit_handler() noexcept {
+    static std::once_flag armed;
+    try {
+        std::call_once(armed, [] {
+            // OpenSSL registers its cleanup when it initialises: make that happen first, so
+            // that this handler, registered later, runs earlier. (Options 0 would return at
+            // once; the config is what OpenSSL loads at its first use anyway.)
+            (void)OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
+            (void)std::atexit([] { end_sessions(); });
+        });
+    } catch (...) {  // call_once could not run: the destructor still ends the sessions
+    }
+}
+
 }  // namespace sealsock

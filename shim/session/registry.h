@@ -28,6 +28,7 @@ struct ExecTarget {
     bool search_path = false;    // execvp-style: `file` is looked up in PATH when it has no '/'
     int fd = -1;                 // fexecve, or execveat's dirfd (AT_FDCWD: none)
     bool replaces = true;        // exec (this image ends) or spawn (this process goes on)
+    const posix_spawn_file_actions_t* actions = nullptr;  // a spawn's file actions, if any
 };
 
 // What the session layer does for calls on fds it owns, and for process events. Filled once with
@@ -66,15 +67,15 @@ struct SessionOps {
     // for the new image: it writes "NAME=VALUE" into `entry` (`size` bytes) and returns 1 (the
     // hook then passes the program's environment with that entry added, replacing any entry of
     // the same name), returns 0 for none, or -1 with an errno that cancels the call.
-    // after_exec: the exec failed, or the spawn returned (started or not): undo what
-    // before_exec prepared.
+    // after_exec: the exec failed (started false), or the spawn returned (started: a child
+    // runs): undo what before_exec prepared, or what the child will take over.
     // io_uring_setup: the program set up io_uring through syscall() (DESIGN I8: report it).
     // name_resolved: getaddrinfo succeeded (host names for SNI and name rules).
     void (*before_fork)();
     void (*after_fork)(pid_t pid);
     sys::Ret<int> (*before_exec)(const ExecTarget& target, char* const envp[], char* entry,
                                  std::size_t size);
-    void (*after_exec)();
+    void (*after_exec)(bool started);
     void (*io_uring_setup)();
     void (*name_resolved)(const char* node, const addrinfo* result);
 };

@@ -75,6 +75,11 @@ struct SessionSetup {
     agent::HandshakeRequest request;  // what the agent is asked
 };
 
+// Registers, once per process, the exit handler that ends the remaining sessions (close_notify
+// for the last names) before OpenSSL's own exit handler frees what sealing needs. Called when
+// the first session appears.
+void arm_exit_handler() noexcept;
+
 class Session {
   public:
     // Bytes a nonblocking program may write before the keys arrive; beyond them, EAGAIN.

@@ -360,8 +360,9 @@ scenario_noshim() {
 # program without the shim, which speaks the marker first, in plaintext. Sealed: the client sees
 # the connection end, reads nothing, the wire carries TLS records only and a sealsock: line says
 # why. Plain: the client and the wire check see the marker (the checks can see it).
-noshim_peer() {
-    local l=$1 name=$2
+noshim_peer() {  # noshim_peer LABEL NAME CLIENT_CONFIG [refused]: "refused" when the server's
+    # hand-over itself must fail (a posix_spawn whose file actions would leak the socket)
+    local l=$1 name=$2 refused=${4:-}
     relay_front "$name"
     client "$name" "$3" --mode exec-peer --connect "127.0.0.1:$port" --size 65536 --seed 51 \
         --marker "$marker"
@@ -377,8 +378,15 @@ noshim_peer() {
     judge "$l: the client saw the connection end (EOF or an error) in time, nothing read" \
         "$name" bash -c "[[ $cli_rc -eq 0 ]] && grep -Eqx 'end (eof|error E[A-Z]+)' '$work/$name.cli' &&
                          grep -q '^received 0 ' '$work/$name.cli' && grep -qx 'marker seen no' '$work/$name.cli'"
-    judge "$l: the server handed it over (no error before it)" "$name" \
-        bash -c "! grep -q '^error: ' '$work/$name.srv'"
+    if [[ -n $refused ]]; then
+        judge "$l: the spawn is refused (EACCES), the server exits with its error, not a crash" \
+            "$name" bash -c "[[ $srv_rc -eq 1 ]] &&
+                grep -Eq '^error: posix_spawn.*\\(errno EACCES\\)$' '$work/$name.srv' &&
+                grep -q '^sealsock: posix_spawn refused: its file actions would give the sealed connection on fd' '$work/$name.srv.err'"
+    else
+        judge "$l: the server handed it over (no error before it)" "$name" \
+            bash -c "! grep -q '^error: ' '$work/$name.srv'"
+    fi
     judge "$l: a sealsock: line says why (a program without the shim)" "$name" \
         grep -Eiq '^sealsock: .*(exec|LD_PRELOAD|shim|preload)' "$work/$name.srv.err"
     judge "$l: wire: server to client is TLS records to the last byte, no marker" "$name" \
@@ -505,12 +513,10 @@ scenario_spawn() {
     serve "$name" "$sc" --mode spawn --spawn posix_spawn --clean-env -- "$sh_bin" -c "$speak"
     noshim_peer "$p posix_spawn without LD_PRELOAD in its environment" "$name" "$cc"
 }
-# Not in the default list: known to fail sealed (see docs/coverage.md, posix_spawn).
-#   spawn-handoff: a child that carries the shim. posix_spawn returns once the child has exec'd,
-#     before its shim has taken its names over; a parent that closes its copies at once (this
-#     one) can drop the socket's last name first, and the session ends (close_notify) under the
-#     child: cat fails with EPIPE, the client reads no echo. Intermittent (about one run in two).
-#   spawn-actions-noshim: file actions dup2 the connection onto 0/1 in a child without the shim.
+# spawn-handoff: a child that carries the shim, the parent closing its copies at once (the
+#   parent counts the child's names before the spawn, so its close cannot end the session under
+#   the child). spawn-actions-noshim: file actions that would dup2 the connection onto 0/1 in a
+#   child without the shim: the spawn is refused.
 spawn_echoed() {  # spawn_echoed NAME FIRST_CLIENT_RC: NAME and NAME-2 each echoed 1 MiB
     echoed "$1" 1 $mib "$2" && echoed "$1-2" 1 $mib
 }
@@ -548,7 +554,7 @@ scenario_spawn-actions-noshim() {
     local p=$1 cc=$2 sc=$3 name=$1-spawn-actions-noshim
     serve "$name" "$sc" --mode spawn --spawn posix_spawn --file-actions --clean-env -- \
         "$sh_bin" -c "$speak"
-    noshim_peer "$p posix_spawn, file actions dup2 onto 0/1, no LD_PRELOAD" "$name" "$cc"
+    noshim_peer "$p posix_spawn, file actions dup2 onto 0/1, no LD_PRELOAD" "$name" "$cc" refused
 }
 
 # --- 12. sendmmsg and recvmmsg --------------------------------------------------------------------
@@ -621,7 +627,7 @@ for sym in __read_chk __recv_chk __recvfrom_chk; do
         "nm -D --undefined-only '$fortify_probe' | grep -qw '$sym'"
 done
 
-scenarios=${LIFETIME_SCENARIOS:-dup openssh postgres forkwrite noshim sendfile splice closerange syscall fdopen spawn mmsg fortify}
+scenarios=${LIFETIME_SCENARIOS:-dup openssh postgres forkwrite noshim sendfile splice closerange syscall fdopen spawn spawn-handoff spawn-actions-noshim mmsg fortify}
 all() {  # all PREFIX CLIENT_CONFIG SERVER_CONFIG
     local s
     for s in $scenarios; do
