@@ -17,15 +17,9 @@
 # Usage: 70-attacks.sh AGENT LIBSEALSOCK SESSION_PROBE plain|asan   (SEALSOCK_TEST_KEEP=1 keeps $work)
 set -euo pipefail
 
-agent_bin=${1:?usage: 70-attacks.sh AGENT LIBSEALSOCK SESSION_PROBE plain|asan}
-shim=${2:?}
-probe=${3:?}
-variant=${4:?}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=../integration/lib.sh
-source "$here/../integration/lib.sh"
 # shellcheck source=seclib.sh
-source "$here/seclib.sh"
+source "$here/seclib.sh" "$@"
 sec_init attacks
 
 # The foreign TLS 1.3 server whose records are spliced in: the same kind of peer, another session.
@@ -119,7 +113,6 @@ attacked() {
     check "$t: the receiving side's audit log ends in close, outcome failed" \
         python3 "$audit_check" "$work/$name-$side.audit" open,close close.outcome=failed
 }
-export -f sealed_error strict_prefix
 
 echo "--- attacks on the client's stream (client to server)"
 attacked c2s-flip flip c2s 'authenticat'

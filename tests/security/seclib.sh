@@ -1,5 +1,5 @@
-# Shared part of the security scenarios (tests/security/7N-*.sh), sourced after
-# tests/integration/lib.sh. Every script is called as
+# Shared part of the security scenarios (tests/security/7N-*.sh), sourced (with the script's
+# arguments) after setting `here`; it sources tests/integration/lib.sh. Every script is called as
 #   7N-NAME.sh AGENT LIBSEALSOCK SESSION_PROBE plain|asan
 # and runs session_probe (a plain TCP program, tests/integration/session/session_probe.cc) sealed
 # by the shim on both ends. This file adds:
@@ -14,6 +14,13 @@
 #                        `verify` line (which would mean it read bytes that were not sent)
 #   no_sanitizer_report  no ASan/UBSan/LSan report in any output or log of the run
 # shellcheck shell=bash
+
+agent_bin=${1:?usage: ${0##*/} AGENT LIBSEALSOCK SESSION_PROBE plain|asan}
+shim=${2:?}
+probe=${3:?}
+variant=${4:?}
+# shellcheck source=../integration/lib.sh
+source "$here/../integration/lib.sh"
 
 sec_init() {
     lib_init "$1"
@@ -71,3 +78,5 @@ no_sanitizer_report() {
 }
 
 audit_check=$here/../integration/session/audit_check.py
+# The checks run them in `bash -c`.
+export -f sealed_error strict_prefix first_bytes
