@@ -160,6 +160,38 @@ SEALSOCK_HOOK int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_f
     return r.value < 0 ? r.err : hooks::finish(r);
 }
 
+// system() and popen() spawn /bin/sh through the C library's internal posix_spawn, past every
+// hook: no hand-off can reach the shell, so sealed fds are close-on-exec for it (the session
+// layer's rule for a program without the shim) and are restored when the call returns.
+SEALSOCK_HOOK int system(const char* command) {
+    if (command == nullptr) return sys::system(command).value;  // "is there a shell?"
+    ExecTarget t = hooks::file_target("/bin/sh", false);
+    t.replaces = false;
+    t.in_libc = true;
+    int status = -1;
+    const sys::Ret<int> r = hooks::exec_with(t, environ, [&](char* const*) {
+        const sys::Ret<int> s = sys::system(command);
+        status = s.value;
+        return sys::Ret<int>{s.value == -1 ? -1 : 1, s.err};  // never "a spawn that started"
+    });
+    if (r.value < 0 && status == -1) errno = r.err;
+    return status;
+}
+
+SEALSOCK_HOOK FILE* popen(const char* command, const char* mode) {
+    ExecTarget t = hooks::file_target("/bin/sh", false);
+    t.replaces = false;
+    t.in_libc = true;
+    FILE* f = nullptr;
+    const sys::Ret<int> r = hooks::exec_with(t, environ, [&](char* const*) {
+        const sys::Ret<FILE*> p = sys::popen(command, mode);
+        f = p.value;
+        return sys::Ret<int>{f == nullptr ? -1 : 1, p.err};
+    });
+    if (f == nullptr) errno = r.err;
+    return f;
+}
+
 SEALSOCK_HOOK int execve(const char* path, char* const argv[], char* const envp[]) noexcept {
     return hooks::finish(
         hooks::exec_with(hooks::file_target(path, false), envp,

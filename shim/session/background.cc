@@ -192,10 +192,16 @@ class Thread {
     std::unordered_map<Session*, std::unique_ptr<Entry>> entries_;
 };
 
-Thread* g_thread = new Thread;  // never destroyed: the thread may outlive static destructors
+Thread* g_thread = nullptr;     // never destroyed: the thread may outlive static destructors
 Thread* g_abandoned = nullptr;  // a forked child's copy of the parent's
+std::once_flag g_made;
 
+// Made on first use: the shim's prioritized constructors may need it before this file's
+// dynamic initializers have run.
 Thread& thread() {
+    std::call_once(g_made, [] {
+        if (g_thread == nullptr) g_thread = new Thread;
+    });
     return *g_thread;
 }
 
@@ -559,7 +565,7 @@ void after_fork_in_parent() {
 }
 
 void reset_in_child() {
-    Thread* old = g_thread;
+    Thread* old = &thread();
     // The copy's mutex may have been held by a parent thread at fork: read the socket path
     // without it (this is the only thread now).
     std::string path = old->agent_socket_unlocked();

@@ -375,6 +375,25 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
 
 }  // namespace
 
+const char* rule_sealing_this_program() noexcept {
+    try {
+        const Rules& r = rules();
+        if (!r.error.empty()) return "the config cannot be used";
+        if (!r.config.enabled) return nullptr;
+        const auto seals = [&](const config::Rule& rule) {
+            return rule.enabled && rule.mode != config::Mode::off &&
+                   config::program_applies(rule, r.exe, invoked());
+        };
+        for (const config::OutboundRule& rule : r.config.outbound)
+            if (seals(rule)) return rule.name.c_str();
+        for (const config::InboundRule& rule : r.config.inbound)
+            if (seals(rule)) return rule.name.c_str();
+        return nullptr;
+    } catch (...) {
+        return "the config cannot be read (out of memory)";
+    }
+}
+
 bool rules_in_force() noexcept {
     try {
         const Rules& r = rules();

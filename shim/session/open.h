@@ -26,6 +26,10 @@ sys::Ret<int> open_accept(int fd, sockaddr* addr, socklen_t* len, int flags,
 // TCP connection is refused: rules are in force all the same).
 bool rules_in_force() noexcept;
 
+// The name of a rule that seals connections of this program (by its `programs`, whatever the
+// destination or port), a sentence if the config cannot be used, or null when none does.
+const char* rule_sealing_this_program() noexcept;
+
 // getaddrinfo() succeeded: remember `node` as the name of each address it returned.
 void remember_names(const char* node, const addrinfo* result);
 // The name last looked up for `address` (4 or 16 bytes), or empty.

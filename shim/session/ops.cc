@@ -758,10 +758,19 @@ sys::Ret<int> on_exec(const ExecTarget& target, char* const envp[], char* entry,
     const int saved = errno;
     g_exec = {};
     if (registry::live_count() == 0) return {0, saved};
-    const char* why = shim_missing(target, envp);
+    const char* why = target.in_libc ? "system() and popen() start /bin/sh inside the C library, "
+                                       "where a sealed connection cannot be handed on"
+                                     : shim_missing(target, envp);
     if (why == nullptr && !kHalvesShared)
         why = "passing sealed connections to a new program is not built yet";
     if (why == nullptr) {
+        // This image's background thread ends with it: a handshake it runs must finish first,
+        // or the new image would hold a session nobody completes (socat accepts and execs at
+        // once). The new image gets the keys, or the failure.
+        if (target.replaces)
+            for_each_view([](Session& s) {
+                if (!s.closed()) s.finish_own_handshake();
+            });
         if (write_handoff(entry, size, target.replaces)) {
             if (target.replaces || lend_to_child()) {
                 g_exec.handed_off = true;
@@ -920,6 +929,23 @@ const char* this_image_cannot_carry() {
     return why != nullptr && std::strstr(why, "Go") != nullptr ? why : nullptr;
 }
 
+// A Go program makes its system calls itself, past every hook: preloaded (by hand, or through
+// /etc/ld.so.preload) under a rule that seals its connections, it would talk plaintext where
+// the rule promises TLS. It is stopped before main instead (`sealsock run` refuses it the same
+// way); with no such rule it runs as it would without sealsock.
+__attribute__((constructor(105))) void refuse_unsealable_image() noexcept {
+    const char* why = this_image_cannot_carry();
+    if (why == nullptr) return;
+    const char* rule = rule_sealing_this_program();
+    if (rule == nullptr) return;
+    report(
+        "this program cannot be sealed: {}; the config seals its connections (rule \"{}\"), "
+        "so it is stopped rather than run in plaintext: exempt it with a rule of mode \"off\" "
+        "or put a sealed gateway in front of it",
+        why, rule);
+    _exit(126);
+}
+
 // Makes fd a name of its handed-off session (a new view on first sight). False: fail it closed.
 bool take_over(int fd, Handed& h) {
     if (h.view == nullptr) {
@@ -982,6 +1008,15 @@ __attribute__((constructor(104))) void restore_sessions() noexcept {
     // the names found here, and so is that process's attachment. A session this image holds no
     // name of is left to the processes that do.
     if (count > 0) arm_exit_handler();
+    for (int i = 0; i < count; ++i) {
+        // A handshake the old image ran and did not finish (it waits for it before exec, up to a
+        // limit) has nobody left to finish it.
+        Session* v = handed[i].view;
+        if (v == nullptr || handed[i].slot->handshake_owner.load() != getpid()) continue;
+        const SessionState st = v->state();
+        if (st == SessionState::connecting || st == SessionState::handshaking)
+            v->fail(ECONNRESET, "the handshake was cut off by exec (it did not finish in time)");
+    }
     for (int i = 0; i < count; ++i) {
         Handed& h = handed[i];
         if (h.slot == nullptr) continue;

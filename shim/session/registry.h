@@ -29,6 +29,7 @@ struct ExecTarget {
     int fd = -1;                 // fexecve, or execveat's dirfd (AT_FDCWD: none)
     bool replaces = true;        // exec (this image ends) or spawn (this process goes on)
     const posix_spawn_file_actions_t* actions = nullptr;  // a spawn's file actions, if any
+    bool in_libc = false;  // system(), popen(): the C library spawns /bin/sh past every hook
 };
 
 // What the session layer does for calls on fds it owns, and for process events. Filled once with

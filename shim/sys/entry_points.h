@@ -120,6 +120,8 @@
       (pid_t * pid, const char* file, const posix_spawn_file_actions_t* actions,                   \
        const posix_spawnattr_t* attr, char* const argv[], char* const envp[]),                     \
       (pid, file, actions, attr, argv, envp), , SEALSOCK_NO_RAW)                                   \
+    X(int, system, (const char* command), (command), , SEALSOCK_NO_RAW)                            \
+    X(FILE*, popen, (const char* command, const char* mode), (command, mode), , SEALSOCK_NO_RAW)   \
     X(int, execve, (const char* path, char* const argv[], char* const envp[]), (path, argv, envp), \
       noexcept, SEALSOCK_RAW(SYS_execve, path, argv, envp))                                        \
     X(int, execv, (const char* path, char* const argv[]), (path, argv), noexcept, SEALSOCK_NO_RAW) \
