@@ -139,6 +139,12 @@ class Thread {
         quiet_ = busy_.try_lock_for(kQuiesceLimit);
     }
 
+    // At exit, after the sessions have ended: parks the thread for good (it must not touch
+    // OpenSSL once OpenSSL's exit handler has freed it).
+    void park() {
+        if (running_.load(std::memory_order_acquire)) (void)busy_.try_lock_for(kQuiesceLimit);
+    }
+
     // In the parent after fork (or a failed fork): lets the thread go on.
     void resume() {
         if (quiet_) busy_.unlock();
@@ -562,6 +568,10 @@ void before_fork() {
 
 void after_fork_in_parent() {
     thread().resume();
+}
+
+void park_for_exit() {
+    thread().park();
 }
 
 void reset_in_child() {

@@ -44,6 +44,10 @@ void forget(int anchor);
 void before_fork();
 void after_fork_in_parent();
 
+// At exit, once the sessions have ended: the thread stops working for good (it holds OpenSSL
+// state, and OpenSSL's own exit handler frees OpenSSL right after).
+void park_for_exit();
+
 // In a forked child: the parent's thread does not exist here; forget it (closing the child's
 // copies of its fds) so the next command starts a new one.
 void reset_in_child();

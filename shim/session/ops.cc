@@ -1051,7 +1051,10 @@ void arm_exit_handler() noexcept {
             // that this handler, registered later, runs earlier. (Options 0 would return at
             // once; the config is what OpenSSL loads at its first use anyway.)
             (void)OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
-            (void)std::atexit([] { end_sessions(); });
+            (void)std::atexit([] {
+                end_sessions();
+                background::park_for_exit();
+            });
         });
     } catch (...) {  // call_once could not run: the destructor still ends the sessions
     }

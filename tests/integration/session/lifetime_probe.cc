@@ -921,9 +921,9 @@ pid_t spawn_one(int conn, const Options& o, const std::vector<const char*>& argv
         err = ::posix_spawn(&pid, argv[0], fa, nullptr, args, env.data());
     else
         usage();
+    if (with_actions) posix_spawn_file_actions_destroy(&actions);
     if (err != 0) fail(how + " " + argv[0], err);
     if (with_actions) {
-        posix_spawn_file_actions_destroy(&actions);
         close_fd(conn, "close(parent's copy)");
     } else {
         close_fd(STDIN_FILENO, "close(parent's fd 0)");
