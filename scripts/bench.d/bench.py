@@ -51,6 +51,18 @@ def load():
         return " ".join(f.read().split()[:3])
 
 
+def provenance(root):
+    """The commit measured, and whether the shim or agent sources differed from it."""
+    git = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True,
+                                    text=True).stdout.strip()
+    dirty = git("status", "--porcelain", "--", "shim", "keyagent", "include").splitlines()
+    text = f"commit {git('rev-parse', '--short', 'HEAD')}"
+    if dirty:
+        text += (" plus uncommitted changes to " + ", ".join(l[3:] for l in dirty[:8])
+                 + (" ..." if len(dirty) > 8 else ""))
+    return text
+
+
 def openssl_reference(seconds):
     """CPU seconds per GiB of `openssl speed -evp` (16 KiB blocks, one core) per suite."""
     ref = {}
@@ -107,7 +119,8 @@ def measure(args):
     bench = Bench(args.root, work, os.path.join(args.root, "scripts", "sealsock"))
     meta = {"mode": mode, "rounds": sizes["rounds"], "load_before": load(), "noise": NOISE,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "./scripts/bench" + (" --quick" if args.quick else "")}
+            "command": "./scripts/bench" + (" --quick" if args.quick else ""),
+            "built_from": provenance(args.root)}
     print(f"sealsock bench ({mode}): work directory {work}", flush=True)
     try:
         meta["reference"] = openssl_reference(1 if args.quick else 3)
@@ -135,6 +148,7 @@ def selftest():
                          for j, c in enumerate(CONFIGS) if c != "native_tls"}
     meta = {"mode": "selftest", "rounds": 3, "load_before": "0 0 0", "load_after": "0 0 0",
             "noise": NOISE, "date": "today", "command": "./scripts/bench --selftest",
+            "built_from": "commit 0000000",
             "reference": {"openssl_aes_cpu_s_per_gib": 0.5}}
     failures = [{"group": "nginx", "config": "native_tls", "error": "fake failure"}]
     summary = summarize("test machine", samples, {}, failures, meta)

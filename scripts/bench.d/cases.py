@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from procs import BenchError, wait_listen
+from procs import BenchError, shim_lines, wait_listen
 from topology import SUITES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -174,7 +174,13 @@ def wrk(ctx, link, name, path, connections, extra=()):
     scheme = "https" if link.tls else "http"
     argv = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{ctx.sizes['seconds']}s",
             *extra, f"{scheme}://127.0.0.1:{link.port}/{path}"]
+    log = os.path.join(ctx.bench.logs, f"wrk-{name}.log")
+    start = os.path.getsize(log) if os.path.exists(log) else 0
     out = ctx.run_client(f"wrk-{name}", link.wrap(argv))
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        for line in shim_lines(f.readlines())[:3]:
+            ctx.note(name, f"wrk's stderr: {line}")
     rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     transfer = re.search(r"Transfer/sec:\s+([0-9.]+)([KMGT]?B)", out)
     if not rate or not transfer:

@@ -7,6 +7,7 @@ process on that end.
 """
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -54,11 +55,25 @@ def wait_listen(port, proc, what, limit=20.0):
 
 
 def tail(path, lines=6):
+    """The end of a log for an error message: the shim's own lines (`sealsock: ...`) first,
+    counted by kind, since they say why a sealed program failed."""
     try:
         with open(path, errors="replace") as f:
-            return " | ".join(line.strip() for line in f.readlines()[-lines:])
+            text = f.readlines()
     except OSError:
         return ""
+    shim = shim_lines(text)
+    return " | ".join(shim[:3] + [line.strip() for line in text[-lines:]])
+
+
+def shim_lines(text):
+    """The distinct `sealsock:` lines in TEXT (lines), addresses blanked, each with its count."""
+    counts = {}
+    for line in text:
+        if line.startswith("sealsock: "):
+            key = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line.strip())
+            counts[key] = counts.get(key, 0) + 1
+    return [f"{n} x {key}" for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
 class CpuGroup:

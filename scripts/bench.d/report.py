@@ -165,7 +165,7 @@ def write_doc(path, chart_name, summary, targets):
         "Every configuration runs on loopback on one machine, so client, server, tunnels and "
         "agents share its cores.",
         "",
-        f"**Machine**: {m['machine']}.",
+        f"**Machine**: {m['machine']}. **Built from**: {m['built_from']}.",
         "",
         f"**Noise**: {m['noise']} Load average {m['load_before']} before the run and "
         f"{m['load_after']} after. Treat single figures as rough and compare only columns of "
@@ -192,7 +192,8 @@ def write_doc(path, chart_name, summary, targets):
               + ", ".join(f"{k.split('_')[1]} {v:.3f} CPU s/GiB" for k, v in ref.items()) + "."]
     if m["failures"]:
         lines += ["", "## Failed measurements", ""]
-        lines += [f"- {f['group']} / {LABELS.get(f['config'], f['config'])}: {f['error']}"
+        lines += [f"- {f['group']} / {LABELS.get(f['config'], f['config'])}"
+                  f"{' (round ' + str(f['round']) + ')' if 'round' in f else ''}: {f['error']}"
                   for f in m["failures"]]
     notes = [(c["name"], cfg, n) for c in m["cases"] for cfg, ns in c["notes"].items()
              for n in sorted(set(ns))]
@@ -235,6 +236,9 @@ CHART_CASES = ["redis-get-c1", "redis-get-c50", "redis-set-c1", "redis-set-c50",
                "bulk-stream-chacha", "rtt-small", "rtt-small-p99"]
 
 
+CLIP = 2.0  # bars beyond twice plaintext are cut there and labelled with their value
+
+
 def write_chart(path, summary):
     """A bar chart of each configuration relative to plaintext (higher is better: latency is
     inverted). Returns False when matplotlib is missing."""
@@ -255,11 +259,15 @@ def write_chart(path, summary):
             if v and p:
                 ys.append(j + i * height)
                 xs.append(v / p if r["higher_is_better"] else p / v)
-        ax.barh(ys, xs, height, label=LABELS[config])
+        ax.barh(ys, [min(x, CLIP) for x in xs], height, label=LABELS[config])
+        for y, x in zip(ys, xs):
+            if x > CLIP:  # noise (a plaintext outlier) would squash every other bar
+                ax.text(CLIP, y, f" {x:.1f}", va="center", fontsize=8)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(rows))])
     ax.set_yticklabels([r["name"] for r in rows])
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlim(0, CLIP + 0.25)
     ax.set_xlabel("relative to plaintext (1.0 = plaintext; higher is better, latency inverted)")
     ax.set_title(f"sealsock and the others, {summary['mode']} run, {summary['date']}")
     ax.legend(loc="lower right")
