@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from procs import BenchError, shim_lines, wait_listen
+from procs import BenchError, shim_lines, tail, wait_listen
 from topology import SUITES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -290,8 +290,7 @@ def hold_connections(ctx, case, total):
     for step in ("warm", "full"):
         line = client.stdout.readline().decode().strip()
         if line != step:
-            raise BenchError(f"the holding client said {line!r}, not {step!r}: "
-                             f"{open(client.log, errors='replace').read()[-300:]}")
+            raise BenchError(f"the holding client said {line!r}, not {step!r}: {tail(client.log, 1)}")
         time.sleep(0.5)
         samples.append((rss_bytes(srv_pid), rss_bytes(client.pid)))
         client.stdin.write(b"next\n")
