@@ -132,7 +132,8 @@ Result<int> bind_socket(const std::string& path) {
     const mode_t old = ::umask(0177);
     const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     ::umask(old);
-    if (rc != 0 || ::listen(fd, 128) != 0) {
+    // A server sealing a burst of accepted connections asks for that many handshakes at once.
+    if (rc != 0 || ::listen(fd, SOMAXCONN) != 0) {
         const int err = errno;
         ::close(fd);
         return make_error("cannot listen on " + path + ": " + std::strerror(err));

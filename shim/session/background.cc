@@ -102,6 +102,8 @@ struct Entry {
     bool in_epoll = false;    // the anchor is registered
     bool retired = false;
     std::uint64_t freed_after = 0;
+    std::uint64_t retry_at = 0;  // ask the agent again then (its queue of new connections was full)
+    std::uint64_t busy_since = 0;  // when the agent first answered EAGAIN for this session
 };
 
 class Thread {
@@ -194,6 +196,7 @@ class Thread {
     int wake_ = -1;
     int epoll_ = -1;
     std::uint64_t next_id_ = 1;
+    bool retrying_ = false;  // some entry waits for its retry_at
     // Owned by the background thread alone.
     std::unordered_map<Session*, std::unique_ptr<Entry>> entries_;
 };
@@ -259,7 +262,7 @@ void Thread::run() {
     epoll_event events[64];
     for (;;) {
         const bool waiting = !entries_.empty();
-        const int n = epoll_wait(epoll_, events, 64, waiting ? 200 : -1);
+        const int n = epoll_wait(epoll_, events, 64, retrying_ ? 10 : waiting ? 200 : -1);
         const std::lock_guard working(busy_);
         for (int i = 0; i < n; ++i) {
             const std::uint64_t tag = events[i].data.u64;
@@ -393,9 +396,24 @@ void Thread::ask_agent(Entry& e) {
     (void)sys::close(low);
     if (high.value < 0) return refuse(errno_no_agent, "cannot create a socket to reach the agent");
     job->agent = high.value;
-    if (sys::connect(job->agent, reinterpret_cast<const sockaddr*>(&addr), sizeof addr).value < 0) {
-        const int err = errno;
+    const sys::Ret<int> dial =
+        sys::connect(job->agent, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    if (dial.value < 0) {
+        const int err = dial.err;
         (void)sys::close(job->agent);
+        if (err == EAGAIN) {  // the agent's backlog is full: a burst of handshakes; try again
+            const std::uint64_t now = now_ms();
+            if (e.busy_since == 0) e.busy_since = now;
+            if (now - e.busy_since < s.setup().request.timeout_ms) {
+                e.retry_at = now + 10;
+                retrying_ = true;
+                return;
+            }
+            return refuse(errno_no_agent,
+                          fmt::format("the agent at {} is overloaded: it took no new connection "
+                                      "for {} ms",
+                                      path, now - e.busy_since));
+        }
         return refuse(errno_no_agent,
                       fmt::format("no sealsock agent at {} ({}): start one with "
                                   "eval \"$(sealsock agent)\", or set SEALSOCK_AGENT_SOCK",
@@ -505,22 +523,31 @@ void Thread::end_job(Entry& e) {
 
 // A retired session with nothing left to do: close the anchor (the FIN) and schedule the free.
 void Thread::settle(Entry& e) {
-    if (!e.retired || e.job || e.connecting || e.flushing || e.freed_after != 0) return;
+    if (!e.retired || e.job || e.connecting || e.flushing || e.retry_at != 0 || e.freed_after != 0)
+        return;
     e.in_epoll = false;
     e.session->close_anchor();
     e.freed_after = now_ms() + kFreeDelayMs;
 }
 
 void Thread::sweep(std::uint64_t now) {
+    retrying_ = false;
     for (auto it = entries_.begin(); it != entries_.end();) {
         Entry& e = *it->second;
+        if (e.retry_at != 0) {
+            if (now >= e.retry_at) {
+                e.retry_at = 0;
+                ask_agent(e);
+            }
+            retrying_ = retrying_ || e.retry_at != 0;
+        }
         if (e.job && now > e.job->deadline) {
             e.session->fail(refusal_errno(e.session->setup().role, ErrorCode::timeout),
                             "the agent did not answer in time");
             end_job(e);
             settle(e);
         }
-        const bool idle = !e.job && !e.connecting && !e.flushing;
+        const bool idle = !e.job && !e.connecting && !e.flushing && e.retry_at == 0;
         if (e.freed_after != 0 && now >= e.freed_after &&
             e.session->users.load(std::memory_order_acquire) == 0) {
             delete e.session;

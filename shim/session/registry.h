@@ -130,7 +130,7 @@ void set_ops(const SessionOps* ops) noexcept;
 // (An owner thread that read the number just before a dup2 moved it may act on the program's new
 // fd: owners that can race with the program must hold the number only across one system call.)
 
-inline constexpr int kMaxOwnFds = 16;
+inline constexpr int kMaxOwnFds = 64;  // the background thread's two, and the session chunks
 
 // Registers fd; returns a handle >= 0, or -1 if fd < 0 or the table is full. Lock-free.
 [[nodiscard]] int protect(int fd) noexcept;

@@ -59,7 +59,7 @@ constexpr std::uint64_t kMagic = 0x73656c73736f636bULL;  // "sealssock", format 
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kSlotSize = (sizeof(SharedSession) + kPage - 1) / kPage * kPage;
-constexpr std::size_t kSlotsPerChunk = 32;
+constexpr std::size_t kSlotsPerChunk = 256;  // each chunk is one of the shim's own fds
 constexpr std::size_t kChunkSize = kPage + kSlotsPerChunk * kSlotSize;
 constexpr int kMaxChunks = 512;
 
