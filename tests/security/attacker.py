@@ -217,9 +217,11 @@ def relay(port_file, target, prefix, attack, direction, after, foreign):
                 if w.eof and not w.out and not w.shut:
                     w.dst.shutdown(socket.SHUT_WR)
                     w.shut = True
-    except ConnectionError as e:
+    except OSError as e:
+        # A reset on one side becomes a reset on the other (a shutdown of a socket the peer has
+        # reset says ENOTCONN; 30 s without traffic ends the relay the same way).
         print(f"reset: {e}", flush=True)
-        end = reset  # a reset on one side becomes a reset on the other
+        end = reset
     else:
         end = socket.socket.close
     for w in ways:
