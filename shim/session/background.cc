@@ -341,6 +341,10 @@ void Thread::flush(Entry& e) {
 
 // Waits for the anchor to turn writable (one shot).
 void Thread::arm(Entry& e) {
+    if (e.session->anchor_closed()) {  // its number may name another file by now
+        e.flushing = false;
+        return;
+    }
     epoll_event ev{};
     ev.events = EPOLLOUT | EPOLLONESHOT;
     ev.data.u64 = reinterpret_cast<std::uint64_t>(&e);

@@ -212,7 +212,7 @@ void Session::fail(int err, const std::string& reason) {
     // Both directions shut: the peer gets a FIN after whatever alert the agent sent it (an RST
     // would let its kernel drop that alert unread), and every poller of the program wakes
     // (POLLIN|POLLHUP); the fd stays valid and reads and writes now report `err`.
-    (void)sys::shutdown(anchor_, SHUT_RDWR);
+    if (!anchor_closed()) (void)sys::shutdown(anchor_, SHUT_RDWR);
     notify_settled();
 }
 
@@ -463,6 +463,7 @@ sys::Ret<ssize_t> Session::send_checked(ByteView data, int flags) {
 
 bool Session::pump() {
     sh_.flush_armed.store(false, std::memory_order_release);
+    if (anchor_closed()) return false;  // another view (process) sends what is left
     std::unique_lock lock(sh_.send_mu, std::try_to_lock);
     // A program thread holds the send side: its write sends the tail first and asks for the
     // flusher again if it leaves one (flush_armed was cleared above, before the try).

@@ -95,6 +95,11 @@ class Session {
     Session& operator=(const Session&) = delete;
 
     [[nodiscard]] int anchor() const { return anchor_; }
+    // The anchor was closed: its number may already name another file of the program, so
+    // nothing may act on it any more.
+    [[nodiscard]] bool anchor_closed() const {
+        return anchor_closed_.load(std::memory_order_acquire);
+    }
     [[nodiscard]] SharedSession& slot() { return sh_; }
     // This process no longer names the socket: the background thread finishes and frees.
     [[nodiscard]] bool closed() const { return closed_.load(std::memory_order_acquire); }
