@@ -148,6 +148,10 @@ class SendSide {
     // Seals a fatal `alert` after the tail and sends what it can, best effort (when the receive
     // side failed). Nothing is sent after it: later write() calls fail with EPIPE.
     void send_alert(Io& io, record::Alert alert);
+    // The connection failed without an alert to send (the peer's FIN inside a record, its own
+    // fatal alert): nothing more goes out, close_notify included, so the peer cannot take the
+    // end for a clean one.
+    void end_without_close_notify() { state_->closed = true; }
 
     // The peer sent KeyUpdate with update_requested: our KeyUpdate goes before the next data
     // record (RFC 8446 4.6.3).

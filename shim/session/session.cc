@@ -348,6 +348,10 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
             r = rx().read(seam_io(), out.subspan(got), pass);
             after_receive();
         }
+        // The kernel's own end of the connection: a reset or a timeout ends it as failed.
+        if (r.value < 0 && (r.err == ECONNRESET || r.err == ETIMEDOUT))
+            log_failure(r.err == ECONNRESET ? "the peer reset the connection (TCP RST)"
+                                            : "the connection timed out (TCP)");
         if (r.value > 0) {
             if ((flags & MSG_PEEK) == 0)
                 sh_.bytes_received.fetch_add(static_cast<std::uint64_t>(r.value),
@@ -374,6 +378,9 @@ void Session::after_receive() {
         if (alert != record::Alert::none) {
             std::lock_guard lock(sh_.send_mu);
             tx().send_alert(seam_io(), alert);
+        } else if (!tx().closed()) {
+            std::lock_guard lock(sh_.send_mu);
+            tx().end_without_close_notify();
         }
         if (f->peer_ended)
             log_failure(fmt::format("{} (the peer sent the alert {})", f->reason,
