@@ -828,6 +828,14 @@ void on_after_exec(bool started) {
     errno = saved;
 }
 
+// While the agent runs the handshake on the socket, the bytes that make it readable are the
+// handshake's: a read would answer EAGAIN. Some programs take EAGAIN after a readiness event for
+// a dead connection (wrk), so poll and epoll do not report them (shim/hooks/readiness.cc).
+bool hides_readable(Session& s) {
+    const SessionState st = s.state();
+    return st == SessionState::connecting || st == SessionState::handshaking;
+}
+
 constexpr SessionOps kOps = [] {
     SessionOps ops{};
     ops.connect = op_connect;
@@ -864,6 +872,7 @@ constexpr SessionOps kOps = [] {
     ops.dup = op_dup;
     ops.fdopen = op_fdopen;
     ops.io_uring_setup = on_io_uring_setup;
+    ops.hides_readable = hides_readable;
     ops.before_fork = on_before_fork;
     ops.after_fork = on_fork;
     ops.before_exec = on_exec;

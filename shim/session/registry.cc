@@ -90,6 +90,22 @@ long live_count() noexcept {
     return g_live.load(std::memory_order_relaxed);
 }
 
+namespace {
+std::atomic<long> g_handshakes{0};
+}
+
+void handshake_started() noexcept {
+    g_handshakes.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void handshake_ended() noexcept {
+    g_handshakes.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+bool handshakes_running() noexcept {
+    return g_handshakes.load(std::memory_order_acquire) > 0;
+}
+
 long next_owned(long from, long last) noexcept {
     if (live_count() == 0) return -1;
     if (from < 0) from = 0;

@@ -78,6 +78,9 @@ struct SessionOps {
                                  std::size_t size);
     void (*after_exec)(bool started);
     void (*io_uring_setup)();
+    // hides_readable: whether readiness to read on a sealed fd is the handshake's, not the
+    // program's (the session is connecting or handshaking): poll and epoll do not report it.
+    bool (*hides_readable)(Session& session);
     void (*name_resolved)(const char* node, const addrinfo* result);
 };
 
@@ -110,6 +113,12 @@ Session* erase(int fd) noexcept;
 
 // Number of fds that have an owner; 0 lets range operations skip scanning. Lock-free.
 [[nodiscard]] long live_count() noexcept;
+
+// Sessions of this process whose handshake is running (poll and epoll filter readiness only
+// while there are some). Lock-free.
+void handshake_started() noexcept;
+void handshake_ended() noexcept;
+[[nodiscard]] bool handshakes_running() noexcept;
 
 // The lowest fd in [from, last] that has an owner, or -1. Lock-free; skips unmapped chunks.
 [[nodiscard]] long next_owned(long from, long last) noexcept;

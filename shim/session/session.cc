@@ -99,6 +99,10 @@ Session::Session(SharedSession& slot, int anchor, SessionSetup setup, SessionSta
     copy_text(sh_.peer, setup_.peer);
     copy_text(sh_.local, setup_.local);
     sh_.names.store(1, std::memory_order_release);
+    if (initial == SessionState::connecting || initial == SessionState::handshaking) {
+        in_handshake_count_.store(true, std::memory_order_release);
+        registry::handshake_started();
+    }
     track(this, true);
 }
 
@@ -110,6 +114,7 @@ Session::Session(SharedSession& slot, int anchor) : sh_(slot), anchor_(anchor) {
 }
 
 Session::~Session() {
+    handshake_settled();
     track(this, false);
     receive_.reset();
     send_.reset();
@@ -156,7 +161,12 @@ void Session::connected() {
 }
 
 void Session::notify_settled() {
+    handshake_settled();
     pthread_cond_broadcast(&sh_.settled);
+}
+
+void Session::handshake_settled() noexcept {
+    if (in_handshake_count_.exchange(false, std::memory_order_acq_rel)) registry::handshake_ended();
 }
 
 bool Session::establish(agent::HandshakeReply& reply) {

@@ -197,6 +197,9 @@ class Session {
     std::atomic<int> names_{0};
     std::atomic<bool> closed_{false};
     std::atomic<bool> anchor_closed_{false};
+    // This view counts in registry::handshakes_running() (a new session, until it settles).
+    std::atomic<bool> in_handshake_count_{false};
+    void handshake_settled() noexcept;
     SessionSetup setup_;
 
     std::unique_ptr<ReceiveSide> receive_;  // this process's views, made on first use

@@ -21,7 +21,9 @@
 #pragma once
 
 #include <netdb.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -112,6 +114,21 @@
     X(int, dup3, (int oldfd, int newfd, int flags), (oldfd, newfd, flags), noexcept,               \
       SEALSOCK_RAW(SYS_dup3, oldfd, newfd, flags))                                                 \
     X(pid_t, fork, (), (), noexcept, SEALSOCK_NO_RAW)                                              \
+    X(int, epoll_ctl, (int epfd, int op, int fd, epoll_event* event), (epfd, op, fd, event),       \
+      noexcept, SEALSOCK_RAW(SYS_epoll_ctl, epfd, op, fd, event))                                  \
+    X(int, epoll_wait, (int epfd, epoll_event* events, int maxevents, int timeout),                \
+      (epfd, events, maxevents, timeout), , SEALSOCK_NO_RAW)                                       \
+    X(int, epoll_pwait,                                                                            \
+      (int epfd, epoll_event* events, int maxevents, int timeout, const sigset_t* sigmask),        \
+      (epfd, events, maxevents, timeout, sigmask), , SEALSOCK_NO_RAW)                              \
+    X(int, epoll_pwait2,                                                                           \
+      (int epfd, epoll_event* events, int maxevents, const timespec* timeout,                      \
+       const sigset_t* sigmask),                                                                   \
+      (epfd, events, maxevents, timeout, sigmask), , SEALSOCK_NO_RAW)                              \
+    X(int, poll, (pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout), ,                 \
+      SEALSOCK_NO_RAW)                                                                             \
+    X(int, ppoll, (pollfd * fds, nfds_t nfds, const timespec* timeout, const sigset_t* sigmask),   \
+      (fds, nfds, timeout, sigmask), , SEALSOCK_NO_RAW)                                            \
     X(int, posix_spawn,                                                                            \
       (pid_t * pid, const char* path, const posix_spawn_file_actions_t* actions,                   \
        const posix_spawnattr_t* attr, char* const argv[], char* const envp[]),                     \

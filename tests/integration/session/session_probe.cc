@@ -626,13 +626,21 @@ void finish_connect(Flow& f) {
 
 // Reads once, or until EAGAIN when edge-triggered (an edge is not repeated). Returns whether
 // anything happened.
+// Reads the socket reported readable whose very first read answered EAGAIN: allowed by the
+// kernel, but some programs (wrk) take it for a dead connection, so the shim keeps it from
+// happening during a handshake. Printed as "spurious reads N" by the event modes.
+std::atomic<int> g_spurious_reads{0};
+
 bool read_some(Flow& f, bool drain) {
     static thread_local Bytes buf(kMaxRead);
     bool progress = false;
     for (;;) {
         const std::size_t want = kReadSizes[f.read_turn++ % kReadSizes.size()];
         const ssize_t n = retry([&] { return ::read(f.fd.get(), buf.data(), want); });
-        if (n < 0 && errno == EAGAIN) return progress;
+        if (n < 0 && errno == EAGAIN) {
+            if (!progress) g_spurious_reads.fetch_add(1, std::memory_order_relaxed);
+            return progress;
+        }
         if (n < 0) fail("read");
         progress = true;
         if (n == 0) {
@@ -1357,8 +1365,11 @@ int main(int argc, char** argv) {
     // A write to a connection the peer reset must be an error line, not a silent death.
     std::signal(SIGPIPE, SIG_IGN);
     if (o.clear_env && clearenv() != 0) fail("clearenv");
-    if (o.role == "server") return run_server(o);
-    if (o.role == "client") return run_client(o);
+    if (o.role == "server" || o.role == "client") {
+        const int status = o.role == "server" ? run_server(o) : run_client(o);
+        if (event_mode(o.mode)) say("spurious reads %d", g_spurious_reads.load());
+        return status;
+    }
     if (o.role == "payload") return write_payload(o);
     usage();
 }
