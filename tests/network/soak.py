@@ -52,6 +52,7 @@ async def client(port, n, seconds, marker, stats_file, server_pid):
     up = asyncio.Event()
     opened = 0
     totals = {"rounds": 0, "bytes": 0, "mismatches": 0, "errors": 0}
+    waiting = {}  # connection -> (local port, what it waits for), while it runs
 
     async def one(i):
         nonlocal opened
@@ -70,12 +71,15 @@ async def client(port, n, seconds, marker, stats_file, server_pid):
             up.set()
         await up.wait()
         end = loop.time() + seconds
+        port = writer.get_extra_info("sockname")[1]
         try:
             while loop.time() < end:
                 size = rng.choice((1, 100, 1500, 16384, 70000))
                 body = (marker.encode() + rng.randbytes(max(size - len(marker), 0)))[:size]
+                waiting[i] = (port, f"drain of {size} bytes")
                 writer.write(body)
                 await writer.drain()
+                waiting[i] = (port, f"echo of {size} bytes")
                 back = await reader.readexactly(size)
                 if back != body:
                     totals["mismatches"] += 1
@@ -85,6 +89,7 @@ async def client(port, n, seconds, marker, stats_file, server_pid):
         except (OSError, asyncio.IncompleteReadError) as e:
             totals["errors"] += 1
             print(f"connection {i}: {e!r}", file=sys.stderr)
+        waiting.pop(i, None)
         writer.close()
 
     tasks = [asyncio.create_task(one(i)) for i in range(n)]
@@ -99,7 +104,14 @@ async def client(port, n, seconds, marker, stats_file, server_pid):
     with open(stats_file, "a") as f:
         f.write("end client %d %d server %d %d\n" % (*process_stats(os.getpid()),
                                                      *process_stats(server_pid)))
-    await asyncio.gather(*tasks)
+    # Every connection stops by itself at the end; one still running a minute later waits for
+    # bytes that do not come: name it and fail, rather than hang until the test's time limit.
+    done, pending = await asyncio.wait(tasks, timeout=60)
+    if pending:
+        for i, (port, what) in sorted(waiting.items()):
+            print(f"connection {i} (local port {port}) still waits for the {what}",
+                  file=sys.stderr)
+        totals["errors"] += len(pending)
     print(f"connections {n} rounds {totals['rounds']} bytes {totals['bytes']} "
           f"mismatches {totals['mismatches']} errors {totals['errors']}")
     return totals["mismatches"] == 0 and totals["errors"] == 0
