@@ -71,15 +71,15 @@ async def client(port, n, seconds, marker, stats_file, server_pid):
             up.set()
         await up.wait()
         end = loop.time() + seconds
-        port = writer.get_extra_info("sockname")[1]
+        local_port = writer.get_extra_info("sockname")[1]
         try:
             while loop.time() < end:
                 size = rng.choice((1, 100, 1500, 16384, 70000))
                 body = (marker.encode() + rng.randbytes(max(size - len(marker), 0)))[:size]
-                waiting[i] = (port, f"drain of {size} bytes")
+                waiting[i] = (local_port, f"drain of {size} bytes")
                 writer.write(body)
                 await writer.drain()
-                waiting[i] = (port, f"echo of {size} bytes")
+                waiting[i] = (local_port, f"echo of {size} bytes")
                 back = await reader.readexactly(size)
                 if back != body:
                     totals["mismatches"] += 1
