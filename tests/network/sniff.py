@@ -5,8 +5,9 @@
 
 Writes OUT_PREFIX.c2s and OUT_PREFIX.s2c: every TCP payload to and from PORT, in the order the
 interface saw it (retransmissions and duplicates included: the files are for searching, not for
-reassembly), and OUT_PREFIX.first: the first payload byte of each direction in hex. Runs until
-SIGTERM. Needs CAP_NET_RAW (the test runs as root inside its own network namespace).
+reassembly), at most 64 MiB each (a sample: the disk stays free on long runs), and
+OUT_PREFIX.first: the first payload byte of each direction in hex. Runs until SIGTERM. Needs
+CAP_NET_RAW (the tests run as root).
 """
 import signal
 import socket
@@ -23,6 +24,8 @@ except OSError:
 s.bind((iface, 0))
 out = {"c2s": open(prefix + ".c2s", "wb"), "s2c": open(prefix + ".s2c", "wb")}
 first = {}
+written = {"c2s": 0, "s2c": 0}
+LIMIT = 64 << 20
 stop = False
 
 
@@ -55,7 +58,9 @@ while not stop:
         continue
     way = "c2s" if dport == port else "s2c"
     first.setdefault(way, payload[0])
-    out[way].write(payload)
+    if written[way] < LIMIT:
+        out[way].write(payload)
+        written[way] += len(payload)
 for f in out.values():
     f.close()
 with open(prefix + ".first", "w") as f:
