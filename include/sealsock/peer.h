@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-struct sealsock_peer {
+struct sealsock_peer_info {
     char subject[256];    /* the peer certificate's subject, RFC 2253 form ("CN=alice,O=eng") */
     char fingerprint[65]; /* hex SHA-256 of the peer's DER certificate, lower case */
     char identity[96];    /* the identity this end presented (the agent's NAME) */
@@ -28,8 +28,8 @@ struct sealsock_peer {
      ECONNREFUSED, ECONNRESET, EACCES, ...  the handshake failed (the errno the program's own
                 calls on the fd report)
    Never blocks a signal or takes a lock another process may hold for long. */
-typedef int (*sealsock_peer_fn)(int fd, struct sealsock_peer* out, int timeout_ms);
-int sealsock_peer(int fd, struct sealsock_peer* out, int timeout_ms);
+typedef int (*sealsock_peer_fn)(int fd, struct sealsock_peer_info* out, int timeout_ms);
+int sealsock_peer(int fd, struct sealsock_peer_info* out, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -836,6 +836,11 @@ bool hides_readable(Session& s) {
     return st == SessionState::connecting || st == SessionState::handshaking;
 }
 
+sys::Ret<int> peer(Session& s, struct sealsock_peer_info* out, int timeout_ms) {
+    const Use use(s);
+    return s.peer(*out, timeout_ms);
+}
+
 constexpr SessionOps kOps = [] {
     SessionOps ops{};
     ops.connect = op_connect;
@@ -873,6 +878,7 @@ constexpr SessionOps kOps = [] {
     ops.fdopen = op_fdopen;
     ops.io_uring_setup = on_io_uring_setup;
     ops.hides_readable = hides_readable;
+    ops.peer = peer;
     ops.before_fork = on_before_fork;
     ops.after_fork = on_fork;
     ops.before_exec = on_exec;

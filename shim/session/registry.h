@@ -12,6 +12,8 @@
 
 #include <sys/types.h>
 
+#include <sealsock/peer.h>
+
 #include <cstddef>
 
 #include "sys/entry_points.h"
@@ -81,6 +83,8 @@ struct SessionOps {
     // hides_readable: whether readiness to read on a sealed fd is the handshake's, not the
     // program's (the session is connecting or handshaking): poll and epoll do not report it.
     bool (*hides_readable)(Session& session);
+    // sealsock_peer() (include/sealsock/peer.h) on a sealed fd.
+    sys::Ret<int> (*peer)(Session& session, struct sealsock_peer_info* out, int timeout_ms);
     void (*name_resolved)(const char* node, const addrinfo* result);
 };
 

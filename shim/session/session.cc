@@ -191,6 +191,7 @@ bool Session::establish(agent::HandshakeReply& reply) {
             sh_.sides_ready = true;
             std::lock_guard state_lock(sh_.state_mu);
             if (state() == SessionState::failed) return false;
+            record_peer(reply);
             sh_.state.store(SessionState::established, std::memory_order_release);
         }
     }
@@ -198,7 +199,7 @@ bool Session::establish(agent::HandshakeReply& reply) {
         fail(ECONNRESET, "the agent's traffic secrets could not be installed");
         return false;
     }
-    audit_open(reply, suite->name);  // before the program can go on (and exit)
+    audit_open(suite->name);  // before the program can go on (and exit)
     notify_settled();
     // DESIGN I2, catch 1: an edge-triggered program may have read during the handshake, got
     // EAGAIN and be waiting for an edge that already happened. Records queued now get a fresh
@@ -249,6 +250,54 @@ SessionState Session::wait_settled() {
     }
 }
 
+sys::Ret<int> Session::peer(struct sealsock_peer_info& out, int timeout_ms) {
+    const auto busy = [&] {
+        const SessionState st = state();
+        return st == SessionState::connecting || st == SessionState::handshaking;
+    };
+    if (timeout_ms < 0) {
+        (void)wait_settled();
+    } else if (timeout_ms > 0 && busy()) {
+        timespec until{};
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += static_cast<long>(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        std::unique_lock lock(sh_.state_mu);
+        while (busy() && !closed())
+            if (pthread_cond_timedwait(&sh_.settled, sh_.state_mu.native(), &until) == ETIMEDOUT)
+                break;
+    }
+    std::lock_guard lock(sh_.state_mu);
+    switch (state()) {
+        case SessionState::connecting:
+        case SessionState::handshaking:
+            return sys::fail<int>(EAGAIN);
+        case SessionState::failed:
+            return sys::fail<int>(sh_.error != 0 ? sh_.error : ECONNRESET);
+        case SessionState::established:
+            break;
+    }
+    out = {};
+    static_assert(sizeof out.subject == sizeof sh_.peer_subject);
+    static_assert(sizeof out.fingerprint == sizeof sh_.peer_fingerprint);
+    static_assert(sizeof out.identity == sizeof sh_.identity && sizeof out.rule == sizeof sh_.rule);
+    std::memcpy(out.subject, sh_.peer_subject, sizeof out.subject);
+    std::memcpy(out.fingerprint, sh_.peer_fingerprint, sizeof out.fingerprint);
+    std::memcpy(out.identity, sh_.identity, sizeof out.identity);
+    std::memcpy(out.rule, sh_.rule, sizeof out.rule);
+    out.subject[sizeof out.subject - 1] = '\0';
+    out.fingerprint[sizeof out.fingerprint - 1] = '\0';
+    out.identity[sizeof out.identity - 1] = '\0';
+    out.rule[sizeof out.rule - 1] = '\0';
+    out.suite = sh_.suite;
+    out.server = role() == SessionRole::server ? 1 : 0;
+    return {0, 0};
+}
+
 // Ends the connection's audit record and says why on stderr, once per connection and, in this
 // process, once per kind (the text before the first ':', e.g. the agent's error code).
 void Session::log_failure(const char* reason) {
@@ -276,7 +325,9 @@ audit::Record Session::audit_record() const {
     return record;
 }
 
-void Session::audit_open(const agent::HandshakeReply& reply, std::string_view suite) {
+// What the handshake established, for the audit log and sealsock_peer(): written before the
+// state turns established, so whoever sees that state sees these too.
+void Session::record_peer(const agent::HandshakeReply& reply) {
     copy_text(sh_.identity, reply.identity);
     copy_text(sh_.peer_subject, reply.peer.subject);
     static constexpr char kHex[] = "0123456789abcdef";
@@ -285,6 +336,9 @@ void Session::audit_open(const agent::HandshakeReply& reply, std::string_view su
         sh_.peer_fingerprint[2 * i + 1] = kHex[reply.peer.fingerprint[i] & 0xf];
     }
     sh_.suite = reply.suite;
+}
+
+void Session::audit_open(std::string_view suite) {
     std::uint8_t none = 0;
     if (!sh_.audit_state.compare_exchange_strong(none, 1)) return;
     (void)rules_in_force();  // reads the config, which names the destination

@@ -45,6 +45,7 @@
 
 #include <sealsock/agent_protocol.h>
 #include <sealsock/bytes.h>
+#include <sealsock/peer.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -131,6 +132,10 @@ class Session {
     void fail(int err, const std::string& reason);
     // Waits until the state leaves connecting/handshaking. Returns the state then.
     SessionState wait_settled();
+    // Who the peer proved to be (include/sealsock/peer.h): waits up to timeout_ms (-1: until the
+    // handshake ends) and fills `out`; EAGAIN while the handshake runs, the failure's errno after
+    // one.
+    sys::Ret<int> peer(struct sealsock_peer_info& out, int timeout_ms);
 
     // --- the program's calls --------------------------------------------------------------------
     // recv(2) into one buffer; flags as the program gave them.
@@ -185,7 +190,8 @@ class Session {
     void log_failure(const char* reason);
     // Audit events (session/audit.h), each at most once per connection across processes.
     [[nodiscard]] audit::Record audit_record() const;
-    void audit_open(const agent::HandshakeReply& reply, std::string_view suite);
+    void record_peer(const agent::HandshakeReply& reply);
+    void audit_open(std::string_view suite);
     void audit_end(std::string_view outcome, std::string_view reason);
     void notify_settled();
     ReceiveSide& rx();

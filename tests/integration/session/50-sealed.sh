@@ -253,6 +253,25 @@ check "wire: the whole payload crossed the relay (at least 1 MiB captured)" bash
 check "wire: the plaintext marker appears in neither direction" bash -c \
     "! grep -qaF '$marker' '$work/wire.c2s' '$work/wire.s2c'"
 
+# --- sealsock_peer(): who the peer proved to be ----------------------------------------------------
+echo "--- sealsock_peer"
+fingerprint() { "$openssl" x509 -in "$1" -outform DER | sha256sum | cut -d' ' -f1; }
+pair "sealsock_peer: both ends ask who the peer is" "$cconf" "$sconf" blocking 65536 --peer yes
+expect_line "sealsock_peer: the server sees alice's subject and certificate, as the server of rule echo" \
+    "$work/$last.srv" "^peer: subject=CN=alice fingerprint=$(fingerprint "$pki/alice.pem") identity=server rule=echo suite=0x130[123] server=1\$"
+expect_line "sealsock_peer: the client sees the server's subject and certificate, as alice under rule test" \
+    "$work/$last.cli" "^peer: subject=CN=localhost fingerprint=$(fingerprint "$pki/server.pem") identity=alice rule=test suite=0x130[123] server=0\$"
+pair "sealsock_peer: a plain run has no such function" - - blocking 4096 --peer yes
+expect_line "sealsock_peer: without the shim the probe finds no sealsock_peer" "$work/$last.srv" \
+    '^peer: no sealsock_peer'
+cat >"$work/none.toml" <<TOML
+agent_socket = "$run/client.sock"
+TOML
+pair "sealsock_peer: under the shim, a connection no rule seals" "$work/none.toml" "$work/none.toml" \
+    blocking 4096 --peer yes
+expect_line "sealsock_peer: an unsealed connection answers ENOTCONN" "$work/$last.srv" \
+    '^peer: error ENOTCONN$'
+
 # --- interop with real TLS peers ----------------------------------------------------------------
 echo "--- interop with openssl and curl"
 out=$work/s_server.out

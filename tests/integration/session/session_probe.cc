@@ -19,6 +19,7 @@
 // closes; the client checks both parts byte for byte. The --mode flag picks how each side does
 // its I/O (both sides are given the same mode; see usage()).
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <sealsock/peer.h>
 
 #include <algorithm>
 #include <array>
@@ -302,6 +304,7 @@ struct Options {
     std::string dump;
     int lines = 40;
     bool clear_env = false;  // clearenv() first, as nginx does for its workers
+    bool peer = false;       // ask the shim who the peer is (sealsock_peer), once connected
 };
 
 [[noreturn]] void usage() {
@@ -313,6 +316,8 @@ struct Options {
         "                            [--reply-size R] [--banner-size B] [--marker TEXT]\n"
         "                            [--connections N] [--lines N]\n"
         "       both roles: [--clearenv yes]   (clearenv() before any socket call)\n"
+        "                   [--peer yes]       (print what sealsock_peer() says once connected;\n"
+        "                                       the client only in the blocking modes)\n"
         "       session_probe payload --size N --seed S [--marker TEXT]   (the bytes, to stdout)\n"
         "Options of the other role are accepted and ignored, so both sides can get one list.\n"
         "modes (both sides): blocking, poll, epoll-lt, epoll-et, bytewise (one write, 1-byte\n"
@@ -369,6 +374,8 @@ Options parse(int argc, char** argv) {
             o.lines = static_cast<int>(number(v));
         else if (a == "--clearenv")
             o.clear_env = std::string_view(v) == "yes";
+        else if (a == "--peer")
+            o.peer = std::string_view(v) == "yes";
         else
             usage();
     }
@@ -1035,11 +1042,29 @@ void serve_event(Flow& f, const Options& o) {
     drive({&f}, wait_kind(o.mode));
 }
 
+// "peer: ..." with what the shim says of the connection on fd (include/sealsock/peer.h), looked
+// up at run time as any program would: without the shim there is no such function.
+void say_peer(int fd) {
+    const auto query = reinterpret_cast<sealsock_peer_fn>(dlsym(RTLD_DEFAULT, "sealsock_peer"));
+    if (query == nullptr) {
+        say("peer: no sealsock_peer (the shim is not loaded)");
+        return;
+    }
+    sealsock_peer_info info{};
+    if (query(fd, &info, -1) != 0) {
+        say("peer: error %s", errno_name(errno));
+        return;
+    }
+    say("peer: subject=%s fingerprint=%s identity=%s rule=%s suite=0x%04x server=%d", info.subject,
+        info.fingerprint, info.identity, info.rule, info.suite, info.server);
+}
+
 // One accepted connection: its scenario, then the totals line whatever happened.
 int serve_one(Fd fd, const Options& o, int dump_fd) {
     Flow f;
     f.fd = std::move(fd);
     f.in.dump_to(dump_fd);
+    if (o.peer) say_peer(f.fd.get());
     const int status = reported([&] {
         if (event_mode(o.mode))
             serve_event(f, o);
@@ -1188,6 +1213,7 @@ void read_reply(Flow& f, const Options& o) {
 void client_default(Flow& f, const Options& o) {
     default_flow(f, o, o.seed, o.size);
     f.fd = connect_blocking(peer_address(o.connect));
+    if (o.peer) say_peer(f.fd.get());
     if (o.mode == "banner") {
         // The server speaks first; nothing is written until its banner is in.
         Incoming banner;
