@@ -435,6 +435,9 @@ TOML
     check "two listeners on one port are refused" grep -q 'both listen on port 9443' "$work/bad.out"
     inbound_config "$work/good.toml" 9443 "unix:/run/app.sock" 'proxy_protocol = "v2"'
     check "--check on a good config: exit 0" "$gateway" --config "$work/good.toml" --check
+    check "sealsock gateway --check (the wrapper) on it: exit 0, says ok" bash -c \
+        "SEALSOCK_SHIM='$shim' SEALSOCK_GATEWAY_BIN='$gateway' '$here/../../../scripts/sealsock' \
+         gateway --config '$work/good.toml' --check | grep -q '1 listener(s), ok'"
     check "the generated sealsock config has the inbound rule" bash -c \
         "'$gateway' --config '$work/good.toml' --print-sealsock-config | grep -q 'ports = \[9443\]'"
     local port
