@@ -60,4 +60,10 @@ sys::Ret<int> clear_target(int oldfd, int newfd) noexcept;
 // fork() as the program sees it; vfork() runs the same (see shim/hooks/process.cc).
 pid_t fork_process() noexcept;
 
+// Whether syscall `number` with these argument words puts the calling thread under seccomp
+// (prctl PR_SET_SECCOMP, seccomp SET_MODE_STRICT/FILTER); confining_call makes it after the
+// session layer prepared and the shim confined itself (shim/hooks/sandbox.cc).
+bool confines(long number, const long (&a)[6]) noexcept;
+long confining_call(long number, const long (&a)[6]) noexcept;
+
 }  // namespace sealsock::hooks

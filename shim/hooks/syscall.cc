@@ -79,6 +79,7 @@ bool touches_own_fds(long number, const long (&a)[6], sys::Ret<long>& out) noexc
 
 long syscall_hook(long number, const long (&a)[6]) noexcept {
     sys::Ret<long> out{0, 0};
+    if (confines(number, a)) return confining_call(number, a);
     if (touches_own_fds(number, a, out)) return finish(out);
     if (number == SYS_io_uring_setup) {
         const SessionOps* table = registry::ops();

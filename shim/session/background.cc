@@ -25,6 +25,7 @@
 #include "session/log.h"
 #include "session/registry.h"
 #include "session/session.h"
+#include "sys/confined.h"
 #include "sys/real.h"
 
 namespace sealsock::background {
@@ -569,23 +570,30 @@ void Thread::sweep(std::uint64_t now) {
 
 }  // namespace
 
+// A sandboxed process never starts the thread (sys/confined.h): its sessions do this work
+// inline, and it starts none.
 void await_connect(Session& session) {
+    if (confined::active()) return;
     thread().post({Kind::connect, &session});
 }
 
 void start_handshake(Session& session) {
+    if (confined::active()) return;
     thread().post({Kind::handshake, &session});
 }
 
 void await_writable(Session& session) {
+    if (confined::active()) return;
     thread().post({Kind::writable, &session});
 }
 
 void retire(Session& session) {
+    if (confined::active()) return;  // the view stays: the process is sandboxed, soon gone
     thread().post({Kind::retire, &session});
 }
 
 void forget(int anchor) {
+    if (confined::active()) return;
     thread().forget(anchor);
 }
 
@@ -602,6 +610,7 @@ void after_fork_in_parent() {
 }
 
 void park_for_exit() {
+    if (confined::active()) return;
     thread().park();
 }
 

@@ -24,6 +24,10 @@ class Io {
     virtual sys::Ret<int> set_rcvlowat(int fd, int value) = 0;
     // Bytes queued for reading in the kernel (ioctl SIOCINQ).
     virtual sys::Ret<int> queued(int fd) = 0;
+    // Whether recv() takes MSG_PEEK and MSG_TRUNC. Without them (a sandboxed process,
+    // sys/confined.h) the receive side reads each record whole instead of leaving its last
+    // byte queued.
+    [[nodiscard]] virtual bool can_peek() const { return true; }
 };
 
 }  // namespace sealsock

@@ -37,6 +37,7 @@
 #include "session/registry.h"
 #include "session/session.h"
 #include "session/shared.h"
+#include "sys/confined.h"
 #include "sys/real.h"
 
 namespace sealsock {
@@ -76,6 +77,8 @@ struct Rules {
     std::string exe;    // /proc/self/exe
 };
 
+std::atomic<const Rules*> g_rules{nullptr};  // set once rules() has loaded them
+
 const Rules& rules() {
     static Rules* loaded = [] {
         auto* r = new Rules;
@@ -101,6 +104,7 @@ const Rules& rules() {
         if (socket.empty())
             socket = g_start != nullptr ? g_start->agent_socket : agent::default_socket_path();
         background::set_agent_socket(std::move(socket));
+        g_rules.store(r, std::memory_order_release);
         return r;
     }();
     return *loaded;
@@ -251,7 +255,28 @@ void disconnect(int fd) {
     (void)sys::connect(fd, &unspec, sizeof unspec);
 }
 
+// A sandboxed process (sys/confined.h) cannot reach the agent: where a rule may seal its
+// connections, new ones fail closed; where none can, they pass through untouched.
+bool refused_in_sandbox(const char* what) {
+    // Not read yet: reading it now may be refused or fatal (open, readlink under the filter), so
+    // the connection cannot be decided and fails closed.
+    const char* rule = g_rules.load(std::memory_order_acquire) == nullptr
+                           ? "the config was not read before the filter"
+                           : rule_sealing_this_program();
+    if (rule == nullptr) return false;
+    if (first_of_kind("sandbox"))
+        report(
+            "{} refused: the program put itself under a seccomp filter, so the shim cannot "
+            "reach the agent to seal it (rule \"{}\")",
+            what, rule);
+    return true;
+}
+
 sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
+    if (confined::active()) [[unlikely]] {
+        if (refused_in_sandbox("a new connection")) return sys::fail<int>(EACCES);
+        return sys::connect(fd, addr, len);
+    }
     const int saved_errno = errno;  // a successful connect leaves errno as it found it
     Endpoint to;
     if (!endpoint_of(addr, len, to) || !is_tcp(fd)) return sys::connect(fd, addr, len);
@@ -325,6 +350,11 @@ sys::Ret<int> open_accept_impl(int lfd, sockaddr* addr, socklen_t* len, int flag
     const sys::Ret<int> a =
         has_flags ? sys::accept4(lfd, addr, len, flags) : sys::accept(lfd, addr, len);
     if (a.value < 0) return a;
+    if (confined::active()) [[unlikely]] {
+        if (!refused_in_sandbox("an accepted connection")) return a;
+        (void)sys::close(a.value);
+        return sys::fail<int>(ECONNABORTED);
+    }
     const int fd = a.value;
     sockaddr_storage local{}, remote{};
     socklen_t local_len = sizeof local, remote_len = sizeof remote;

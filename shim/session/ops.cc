@@ -457,7 +457,9 @@ sys::Ret<int> op_fcntl(Session& s, int fd, int cmd, void* arg) {
         std::shared_lock names(shared::names_lock());
         return add_name(s, sys::fcntl(fd, cmd, arg));
     }
-    return sys::fcntl(fd, cmd, arg);
+    const sys::Ret<int> r = sys::fcntl(fd, cmd, arg);
+    if (cmd == F_SETFL && r.value == 0) s.note_status_flags(sys::fcntl(fd, F_GETFL, nullptr).value);
+    return r;
 }
 
 sys::Ret<int> op_ioctl(Session& s, int fd, unsigned long request, void* arg) {
@@ -622,6 +624,13 @@ void for_each_name(F f) {
         Session* s = registry::find(static_cast<int>(fd));
         if (s != nullptr && s->anchor() != fd) f(static_cast<int>(fd), *s);
     }
+}
+
+// The program is about to put itself under seccomp (sys/confined.h): each view keeps its file
+// status flags (the filter may refuse fcntl). The config is not read here: the process may
+// already be chrooted with no file descriptor to spare (OpenSSH's child).
+void on_before_confinement() {
+    for_each_view([](Session& s) { s.before_confinement(); });
 }
 
 extern const SessionOps kForkedOps;
@@ -836,6 +845,11 @@ bool hides_readable(Session& s) {
     return st == SessionState::connecting || st == SessionState::handshaking;
 }
 
+bool plaintext_ready(Session& s) {
+    const Use use(s);
+    return s.plaintext_ready();
+}
+
 sys::Ret<int> peer(Session& s, struct sealsock_peer_info* out, int timeout_ms) {
     const Use use(s);
     return s.peer(*out, timeout_ms);
@@ -879,6 +893,8 @@ constexpr SessionOps kOps = [] {
     ops.io_uring_setup = on_io_uring_setup;
     ops.hides_readable = hides_readable;
     ops.peer = peer;
+    ops.before_confinement = on_before_confinement;
+    ops.plaintext_ready = plaintext_ready;
     ops.before_fork = on_before_fork;
     ops.after_fork = on_fork;
     ops.before_exec = on_exec;

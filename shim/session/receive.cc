@@ -194,9 +194,12 @@ ReceiveSide::Step ReceiveSide::load_head(Io& io) {
             state_->held += static_cast<std::uint32_t>(r.value);
             if (state_->held < last) return Step::blocked;
         }
-        const auto r = recv_some(io, state_->staging + last, 1, MSG_PEEK | kQuiet);
+        // Without peeking (a sandboxed process) the last byte is read too: poll then learns of
+        // the cached plaintext from the shim, not from the kernel (shim/hooks/readiness.cc).
+        const bool peek = io.can_peek();
+        const auto r = recv_some(io, state_->staging + last, 1, (peek ? MSG_PEEK : 0) | kQuiet);
         if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
-        const std::size_t rest = 1;  // the last byte, still queued
+        const std::size_t rest = peek ? 1 : 0;  // the last byte, still queued
 
         const OpenOutcome o =
             opener_.open(ByteView(state_->staging, head.record_size), state_->cache.space());

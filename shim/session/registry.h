@@ -83,6 +83,11 @@ struct SessionOps {
     // hides_readable: whether readiness to read on a sealed fd is the handshake's, not the
     // program's (the session is connecting or handshaking): poll and epoll do not report it.
     bool (*hides_readable)(Session& session);
+    // before_confinement: the program is about to put itself under seccomp (sys/confined.h):
+    // the last moment every call is allowed. plaintext_ready: under confinement, whether the
+    // session holds opened plaintext the kernel no longer shows (poll reports it readable).
+    void (*before_confinement)();
+    bool (*plaintext_ready)(Session& session);
     // sealsock_peer() (include/sealsock/peer.h) on a sealed fd.
     sys::Ret<int> (*peer)(Session& session, struct sealsock_peer_info* out, int timeout_ms);
     void (*name_resolved)(const char* node, const addrinfo* result);

@@ -1,6 +1,7 @@
 #include "session/session.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sodium.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include "session/log.h"
 #include "session/open.h"
 #include "session/registry.h"
+#include "sys/confined.h"
 #include "sys/real.h"
 
 namespace sealsock {
@@ -42,6 +44,39 @@ class SeamIo final : public Io {
         int n = 0;
         sys::Ret<int> r = sys::ioctl(fd, FIONREAD, &n);
         return r.value < 0 ? r : sys::Ret<int>{n, 0};
+    }
+};
+
+// The same operations in a sandboxed process (sys/confined.h): read and write on the socket,
+// poll with a zero timeout where the session asks not to wait. On a blocking socket a write may
+// still wait for room; the program's own write would have.
+class ConfinedIo final : public Io {
+  public:
+    sys::Ret<ssize_t> recv(int fd, void* buf, std::size_t len, int flags) override {
+        if ((flags & (MSG_PEEK | MSG_OOB)) != 0) return sys::fail<ssize_t>(EOPNOTSUPP);
+        if ((flags & MSG_DONTWAIT) != 0 && !ready(fd, POLLIN)) return sys::fail<ssize_t>(EAGAIN);
+        if (buf != nullptr) return sys::read(fd, buf, len);
+        // MSG_TRUNC with no buffer: bytes to discard.
+        std::uint8_t scratch[512];
+        return sys::read(fd, scratch, std::min(len, sizeof scratch));
+    }
+    sys::Ret<ssize_t> send(int fd, const void* buf, std::size_t len, int flags) override {
+        if ((flags & MSG_DONTWAIT) != 0 && !ready(fd, POLLOUT)) return sys::fail<ssize_t>(EAGAIN);
+        return sys::write(fd, buf, len);
+    }
+    sys::Ret<int> set_rcvlowat(int, int) override { return {0, 0}; }
+    sys::Ret<int> queued(int fd) override { return {ready(fd, POLLIN) ? 1 : 0, 0}; }
+    [[nodiscard]] bool can_peek() const override { return false; }
+
+  private:
+    static bool ready(int fd, short events) {
+        pollfd p{fd, events, 0};
+        sys::Ret<int> r{};
+        do {
+            r = sys::poll(&p, 1, 0);
+        } while (r.value < 0 && r.err == EINTR);
+        // An error or hangup is "ready": the read or write that follows reports it.
+        return r.value != 0;
     }
 };
 
@@ -81,6 +116,9 @@ void track(const Session* s, bool live) {
 
 Io& seam_io() {
     static SeamIo io;
+    static ConfinedIo confined_io;
+    if (confined::active()) [[unlikely]]
+        return confined_io;
     return io;
 }
 
@@ -245,6 +283,7 @@ SessionState Session::wait_settled() {
         // The handshake runs in another process's background thread (this view came by fork or
         // exec): if that process is gone, nobody will ever settle it.
         const pid_t owner = sh_.handshake_owner.load(std::memory_order_acquire);
+        if (confined::active()) continue;  // kill() may be outside the filter
         if (owner != getpid() && kill(owner, 0) != 0 && errno == ESRCH)
             fail(ECONNRESET, "the process that ran the handshake exited before it finished");
     }
@@ -339,6 +378,7 @@ void Session::record_peer(const agent::HandshakeReply& reply) {
 }
 
 void Session::audit_open(std::string_view suite) {
+    if (confined::active()) return;  // see audit_end
     std::uint8_t none = 0;
     if (!sh_.audit_state.compare_exchange_strong(none, 1)) return;
     (void)rules_in_force();  // reads the config, which names the destination
@@ -351,6 +391,9 @@ void Session::audit_open(std::string_view suite) {
 
 // The connection's last event: a close after an open; before one, a failure is a refusal.
 void Session::audit_end(std::string_view outcome, std::string_view reason) {
+    // A sandboxed process may be killed for opening the log: the record stays owed, and an
+    // unconfined process that shares the connection writes it when its names end.
+    if (confined::active()) return;
     std::uint8_t was = 1;
     const bool opened = sh_.audit_state.compare_exchange_strong(was, 2);
     if (!opened) {
@@ -372,8 +415,24 @@ void Session::audit_end(std::string_view outcome, std::string_view reason) {
 
 bool Session::nonblocking(int flags) const {
     if ((flags & MSG_DONTWAIT) != 0) return true;
+    if (confined::active()) [[unlikely]] {  // fcntl may be outside the filter
+        const int known = status_flags_.load(std::memory_order_acquire);
+        return known >= 0 && (known & O_NONBLOCK) != 0;
+    }
     const sys::Ret<int> fl = sys::fcntl(anchor_, F_GETFL, nullptr);
     return fl.value >= 0 && (fl.value & O_NONBLOCK) != 0;
+}
+
+void Session::before_confinement() {
+    const sys::Ret<int> fl = sys::fcntl(anchor_, F_GETFL, nullptr);
+    status_flags_.store(fl.value, std::memory_order_release);
+}
+
+bool Session::plaintext_ready() {
+    if (state() != SessionState::established) return false;
+    std::lock_guard lock(sh_.recv_mu);
+    return sh_.sides_ready &&
+           (rx().buffered() > 0 || rx().at_eof() || rx().last_failure() != nullptr);
 }
 
 void Session::check_locks() {
@@ -429,6 +488,16 @@ sys::Ret<ssize_t> Session::receive_established(MutableByteView out, int flags) {
             return got > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(got), 0} : r;
         // Nothing to give yet: wait the kernel's way (see the header). On an O_NONBLOCK socket
         // this answers EAGAIN at once; SO_RCVTIMEO answers EAGAIN, a signal EINTR.
+        if (confined::active()) [[unlikely]] {
+            if (nonblocking(flags))
+                return got > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(got), 0} : r;
+            pollfd p{anchor_, POLLIN, 0};
+            const sys::Ret<int> w = sys::poll(&p, 1, -1);
+            if (w.value < 0)
+                return got > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(got), 0}
+                               : sys::fail<ssize_t>(w.err);
+            continue;
+        }
         std::uint8_t byte = 0;
         const sys::Ret<ssize_t> w = sys::recv(anchor_, &byte, 1, MSG_PEEK);
         if (w.value < 0) return got > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(got), 0} : w;
@@ -514,14 +583,40 @@ sys::Ret<ssize_t> Session::send_established(ByteView data, int flags) {
     if (sh_.update_owed.exchange(false, std::memory_order_acq_rel)) tx().answer_key_update();
     if (sh_.held_size != 0 && pump_locked()) {
         // The held bytes go first; while they cannot, nothing new is accepted.
+        if (confined::active()) [[unlikely]]
+            return drain_confined_locked() ? sys::fail<ssize_t>(EAGAIN)
+                                           : send_established_locked(data, flags);
         if (!sh_.flush_armed.exchange(true)) background::await_writable(*this);
         return sys::fail<ssize_t>(EAGAIN);
     }
+    return send_established_locked(data, flags);
+}
+
+sys::Ret<ssize_t> Session::send_established_locked(ByteView data, int flags) {
     sys::Ret<ssize_t> r = tx().write(seam_io(), data, flags, monotonic_seconds());
     if (r.value > 0)
         sh_.bytes_sent.fetch_add(static_cast<std::uint64_t>(r.value), std::memory_order_relaxed);
-    if (tx().has_tail() && !sh_.flush_armed.exchange(true)) background::await_writable(*this);
+    if (tx().has_tail()) {
+        if (confined::active()) [[unlikely]]
+            (void)drain_confined_locked();
+        else if (!sh_.flush_armed.exchange(true))
+            background::await_writable(*this);
+    }
     return r;
+}
+
+// A sandboxed process has no background thread to send a tail later: it goes out now, waiting
+// for room with poll. Returns true if it could not (the socket failed; the next call says so).
+bool Session::drain_confined_locked() {
+    while (pump_locked()) {
+        pollfd p{anchor_, POLLOUT, 0};
+        const sys::Ret<int> w = sys::poll(&p, 1, -1);
+        if (w.value < 0 && w.err != EINTR) return true;
+        if (w.value > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0 &&
+            (p.revents & POLLOUT) == 0)
+            return true;
+    }
+    return false;
 }
 
 sys::Ret<ssize_t> Session::send_checked(ByteView data, int flags) {
@@ -595,6 +690,7 @@ bool Session::pump_locked() {
 // this pins it (no more autotuning), a price paid only on this rare path.
 void Session::fire_write_edge() {
     sh_.write_edge_owed = false;
+    if (confined::active()) return;  // socket options may be outside the filter
     int doubled = 0;
     socklen_t len = sizeof doubled;
     if (sys::getsockopt(anchor_, SOL_SOCKET, SO_SNDBUF, &doubled, &len).value != 0) return;
@@ -616,8 +712,12 @@ sys::Ret<int> Session::shutdown(int fd, int how) {
     sh_.shut_wr_wanted = true;
     // Connecting or handshaking: close_notify and the FIN follow the held bytes once the keys
     // arrive (pump_locked). Established: now, or by the flusher after the tail.
-    if (sh_.sides_ready && pump_locked() && !sh_.flush_armed.exchange(true))
-        background::await_writable(*this);
+    if (sh_.sides_ready && pump_locked()) {
+        if (confined::active()) [[unlikely]]
+            (void)drain_confined_locked();
+        else if (!sh_.flush_armed.exchange(true))
+            background::await_writable(*this);
+    }
     return {0, 0};
 }
 

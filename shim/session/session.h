@@ -169,6 +169,14 @@ class Session {
     [[nodiscard]] int program_rcvbuf() const { return sh_.program_rcvbuf; }
     void set_program_rcvbuf(int v) { sh_.program_rcvbuf = v; }
 
+    // --- a sandboxed process (sys/confined.h) ------------------------------------------------
+    // Before the filter: remembers what later needs a call the filter may refuse (the file
+    // status flags; fcntl(F_SETFL) keeps them current through note_status_flags).
+    void before_confinement();
+    void note_status_flags(int flags) { status_flags_.store(flags, std::memory_order_release); }
+    // Opened plaintext, an end of file or a failure the kernel's readiness no longer shows.
+    bool plaintext_ready();
+
     // --- background thread ------------------------------------------------------------------
     // Sends the tail and held bytes without blocking; completes a pending shutdown. Returns true
     // while something is still waiting for the socket to turn writable.
@@ -180,6 +188,8 @@ class Session {
   private:
     sys::Ret<ssize_t> receive_established(MutableByteView out, int flags);
     sys::Ret<ssize_t> send_established(ByteView data, int flags);
+    sys::Ret<ssize_t> send_established_locked(ByteView data, int flags);  // under send_mu
+    bool drain_confined_locked();                                         // under send_mu
     sys::Ret<ssize_t> send_checked(ByteView data, int flags);
     sys::Ret<ssize_t> hold(ByteView data, int flags);
     void after_receive();  // KeyUpdate owed, fatal alert owed, failure logged
@@ -203,6 +213,7 @@ class Session {
     std::atomic<int> names_{0};
     std::atomic<bool> closed_{false};
     std::atomic<bool> anchor_closed_{false};
+    std::atomic<int> status_flags_{-1};  // F_GETFL, kept for a sandboxed process (-1: unknown)
     // This view counts in registry::handshakes_running() (a new session, until it settles).
     std::atomic<bool> in_handshake_count_{false};
     void handshake_settled() noexcept;

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "sys/confined.h"
 #include "sys/raw.h"
 
 namespace sealsock::sys {
@@ -167,6 +168,10 @@ Ret<int> unshare_files() noexcept {
 }
 
 void log_line(const char* message) noexcept {
+    // A sandboxed process may die of the write itself: OpenSSH's child sets RLIMIT_FSIZE to 0,
+    // so a stderr that is a file raises SIGXFSZ. Its connection's end is said by an unconfined
+    // process that shares it.
+    if (confined::active()) return;
     char line[1024];
     static constexpr char kPrefix[] = "sealsock: ";
     size_t n = sizeof kPrefix - 1;

@@ -272,6 +272,17 @@ pair "sealsock_peer: under the shim, a connection no rule seals" "$work/none.tom
 expect_line "sealsock_peer: an unsealed connection answers ENOTCONN" "$work/$last.srv" \
     '^peer: error ENOTCONN$'
 
+# --- a sandboxed process (OpenSSH's pattern) ----------------------------------------------------
+echo "--- sandboxed: the server's forked child serves under a seccomp filter"
+pair "sandboxed, plain: the filter lets a plain program serve" - - sandboxed 300000 \
+    --reply-size 3000000
+pair "sandboxed, sealed: the shim works within the filter (read, write, poll)" "$cconf" "$sconf" \
+    sandboxed 300000 --reply-size 3000000
+expect_line "sandboxed, sealed: the child exited 0, never killed by the filter" "$work/$last.srv" \
+    '^sandbox: the child exited 0$'
+check "sandboxed, sealed: the server's audit log closed the connection (from the parent)" bash -c \
+    "tail -n 1 '$work/server.audit' | grep -q '\"event\":\"close\".*\"outcome\":\"closed\"'"
+
 # --- interop with real TLS peers ----------------------------------------------------------------
 echo "--- interop with openssl and curl"
 out=$work/s_server.out

@@ -21,12 +21,18 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -325,7 +331,8 @@ struct Options {
         "  halfclose, banner (server writes first), threads (a reader blocked while another\n"
         "  thread writes; the server echoes), many (--connections at once), rev (lines\n"
         "  reversed, like openssl s_server -rev), http (server only: a response for curl,\n"
-        "  its body ending at close)\n",
+        "  its body ending at close), sandboxed (server: a forked child under a seccomp\n"
+        "  filter like OpenSSH's serves the default protocol; client: blocking)\n",
         stderr);
     std::exit(64);
 }
@@ -1059,12 +1066,87 @@ void say_peer(int fd) {
         info.fingerprint, info.identity, info.rule, info.suite, info.server);
 }
 
+// Puts this process under a seccomp filter shaped like OpenSSH's privilege-separated child: the
+// calls a program makes on an established socket (read, write, poll) and for memory, time and
+// exit are allowed; opening and stat-ing files fail with EACCES; anything else kills the process
+// (sendto, recvfrom, fcntl, getsockopt, ioctl, clone, socket, kill among them).
+void sandbox_self() {
+#if defined(__x86_64__)
+    constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+    constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
+#endif
+    const long allowed[] = {
+        SYS_read,     SYS_write,          SYS_readv,         SYS_writev,          SYS_ppoll,
+        SYS_close,    SYS_exit,           SYS_exit_group,    SYS_futex,           SYS_getpid,
+        SYS_gettid,   SYS_getrandom,      SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep,
+        SYS_brk,      SYS_mmap,           SYS_munmap,        SYS_mremap,          SYS_madvise,
+        SYS_mprotect, SYS_rt_sigprocmask, SYS_rt_sigreturn,  SYS_sched_yield,     SYS_shutdown,
+#ifdef SYS_poll
+        SYS_poll,
+#endif
+    };
+    const long refused[] = {SYS_openat, SYS_newfstatat, SYS_fstat};
+    std::vector<sock_filter> prog = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+    };
+    for (const long nr : allowed) {
+        prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(nr), 0, 1));
+        prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+    for (const long nr : refused) {
+        prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(nr), 0, 1));
+        prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES));
+    }
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    const sock_fprog program{static_cast<unsigned short>(prog.size()), prog.data()};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) fail("prctl(PR_SET_SECCOMP)");
+}
+
+// The sandboxed mode: OpenSSH's pattern. A forked child puts itself under the filter and runs
+// the default protocol on the connection; the parent keeps its copy of the socket, waits, and
+// closes it last (so close_notify comes from the unconfined process).
+int serve_sandboxed(Flow& f, const Options& o) {
+    say("sandbox: a forked child under a seccomp filter serves the connection");
+    const pid_t child = fork();
+    if (child < 0) fail("fork");
+    if (child == 0) {
+        const int status = reported([&] {
+            sandbox_self();
+            serve_default(f, o);
+        });
+        say("totals: sent %llu received %llu", static_cast<unsigned long long>(f.out.offset()),
+            static_cast<unsigned long long>(f.in.count()));
+        _exit(status);
+    }
+    int ws = 0;
+    while (waitpid(child, &ws, 0) < 0)
+        if (errno != EINTR) fail("waitpid");
+    if (WIFSIGNALED(ws)) {
+        say("error: the sandboxed child was killed by signal %d (%s)", WTERMSIG(ws),
+            strsignal(WTERMSIG(ws)));
+        return 1;
+    }
+    f.fd.close();
+    say("sandbox: the child exited %d", WEXITSTATUS(ws));
+    return WEXITSTATUS(ws);
+}
+
 // One accepted connection: its scenario, then the totals line whatever happened.
 int serve_one(Fd fd, const Options& o, int dump_fd) {
     Flow f;
     f.fd = std::move(fd);
     f.in.dump_to(dump_fd);
     if (o.peer) say_peer(f.fd.get());
+    if (o.mode == "sandboxed") {
+        int status = 1;
+        (void)reported([&] { status = serve_sandboxed(f, o); });
+        return status;
+    }
     const int status = reported([&] {
         if (event_mode(o.mode))
             serve_event(f, o);
