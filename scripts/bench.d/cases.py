@@ -308,8 +308,8 @@ class Group:
 TLS4 = ("plaintext", "sealsock", "native_tls", "stunnel")
 GROUPS = [
     Group("redis", TLS4, measure_redis),
-    Group("nginx", TLS4, measure_nginx),
-    Group("bulk", ("plaintext", "sealsock", "stunnel", "spiped", "ssh"),
+    Group("nginx", TLS4 + ("gateway",), measure_nginx),
+    Group("bulk", ("plaintext", "sealsock", "stunnel", "spiped", "ssh", "gateway"),
           measure_bulk("aes", "bulk-stream")),
     Group("bulk-chacha", ("plaintext", "sealsock", "stunnel", "ssh"),
           measure_bulk("chacha", "bulk-stream-chacha")),

@@ -9,7 +9,7 @@ from cases import CASES
 from topology import CONFIGS
 
 LABELS = {"plaintext": "plaintext", "sealsock": "sealsock", "native_tls": "own TLS",
-          "stunnel": "stunnel", "spiped": "spiped", "ssh": "ssh -L"}
+          "stunnel": "stunnel", "spiped": "spiped", "ssh": "ssh -L", "gateway": "gateway"}
 REQUIRED = ["redis-get-c1", "redis-get-c50", "redis-set-c1", "redis-set-c50",
             "nginx-keepalive-1k", "nginx-1m", "conn-per-request", "bulk-stream",
             "bulk-stream-chacha", "rtt-small", "passthrough-startup", "passthrough-file-read",
@@ -31,11 +31,11 @@ def summarize(machine, samples, notes, failures, meta):
 
 
 # --- targets ------------------------------------------------------------------------------------
-def _ratio_min(other, t):
+def _ratio_min(other, t, config="sealsock"):
     def check(row, ref):
-        s, o = row["sealsock"], row[other]
+        s, o = row[config], row[other]
         if s is None or not o:
-            return None, f"no {LABELS[other]} figure" if s is not None else "no sealsock figure"
+            return None, f"no {LABELS[other]} figure" if s is not None else f"no {config} figure"
         r = s / o
         return r >= t, f"{r:.2f}x {LABELS[other]}" + ("" if r >= t else
                                                         f": {100 * (t - r) / t:.0f}% short")
@@ -87,6 +87,9 @@ TARGETS = [(c, "sealsock >= 0.90 x plaintext", _ratio_min("plaintext", 0.90))
      _cpu_max("aes", 1.3)),
     ("conn-per-request", "sealsock >= 0.8 x nginx's own TLS", _ratio_min("native_tls", 0.8)),
     ("conn-per-request", "sealsock >= 10 x stunnel", _ratio_min("stunnel", 10)),
+    # issue 9: the gateway against stunnel, both as a pair of relays around the same program
+    ("bulk-stream", "gateway >= 1.0 x stunnel", _ratio_min("stunnel", 1.0, "gateway")),
+    ("conn-per-request", "gateway >= 5 x stunnel", _ratio_min("stunnel", 5, "gateway")),
     ("passthrough-startup", "overhead < 0.3 ms", _diff_max(0.3, "ms")),
     ("passthrough-file-read", "within 1% of plaintext", _ratio_max(1.01)),
     ("idle-conn-memory", "<= 4 KiB per connection beyond plaintext", _diff_max(4096, "B")),
@@ -216,6 +219,9 @@ CONFIG_TEXT = """## What runs
   nginx `listen ... ssl` (TLS 1.3, AES-256-GCM, no session tickets or cache; server
   certificate only: wrk cannot present one).
 - **stunnel**: stunnel4 in front of both ends (TLS 1.3, the same suite, mutual certificates).
+- **gateway** (bulk and nginx only): `sealsock gateway` in front of both ends, as stunnel is: an
+  outbound listener on the client's side, an inbound listener (`allow = ["cn:alice"]`) in front
+  of the server, the same agents, identities and suite (docs/gateway.md).
 - **spiped**, **ssh -L** (bulk and round trip only): spiped's fixed AES-256-CTR + HMAC-SHA256;
   an `ssh -L` forward to a private sshd, aes256-gcm@openssh.com (chacha20-poly1305@openssh.com
   for the ChaCha20 case).

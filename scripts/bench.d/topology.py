@@ -13,7 +13,7 @@ import subprocess
 from procs import BenchError, CpuGroup, Procs, free_port, wait_listen
 
 # Configuration keys, in the order of the report's columns.
-CONFIGS = ("plaintext", "sealsock", "native_tls", "stunnel", "spiped", "ssh")
+CONFIGS = ("plaintext", "sealsock", "native_tls", "stunnel", "spiped", "ssh", "gateway")
 
 # Cipher of each suite name, per tool.
 SUITES = {
@@ -146,7 +146,8 @@ class Bench:
             server.start(self, procs, port, srv, None, suite)
             return Link(port, tls=True)
         server.start(self, procs, port, srv, None, None)
-        tunnel = {"stunnel": self._stunnel, "spiped": self._spiped, "ssh": self._ssh}[config]
+        tunnel = {"stunnel": self._stunnel, "spiped": self._spiped, "ssh": self._ssh,
+                  "gateway": self._gateway}[config]
         return Link(tunnel(procs, port, suite))
 
     def _stunnel(self, procs, port, suite):
@@ -171,6 +172,39 @@ class Bench:
             wait_listen(listen, procs.start(f"stunnel-{side}", ["stunnel4", conf], group=group),
                         f"stunnel ({side})")
         return front
+
+    def _gateway(self, procs, port, suite):
+        """sealsock-gateway at both ends, like stunnel: outbound (client side) -> inbound."""
+        tls = SUITES[suite]["tls"]
+        front, back = free_port(), free_port()
+        self._build_gateway()
+        ends = {
+            "server": (back, f'agent_socket = "{self.agent_sock["server"]}"\n'
+                             f'audit_log = "{self.work}/gateway-audit-server.log"\n\n'
+                             f'[[inbound]]\nname = "bench"\nlisten = "127.0.0.1:{back}"\n'
+                             f'backend = "127.0.0.1:{port}"\nidentity = "server"\n'
+                             f'allow = ["cn:alice"]\nsuites = ["{tls}"]\n', self.server_cpu),
+            "client": (front, f'agent_socket = "{self.agent_sock["client"]}"\n'
+                              f'audit_log = "{self.work}/gateway-audit-client.log"\n\n'
+                              f'[[outbound]]\nname = "bench"\nlisten = "127.0.0.1:{front}"\n'
+                              f'destination = "127.0.0.1:{back}"\nidentity = "alice"\n'
+                              f'expect = "name:localhost"\nsuites = ["{tls}"]\n', self.client_cpu),
+        }
+        for side in ("server", "client"):
+            listen, text, group = ends[side]
+            conf = os.path.join(self.work, f"gateway-{side}.toml")
+            with open(conf, "w") as f:
+                f.write(text)
+            wait_listen(listen, procs.start(f"gateway-{side}", [
+                self.sealsock, "gateway", "--config", conf], group=group), f"gateway ({side})")
+        return front
+
+    def _build_gateway(self):
+        """scripts/bench builds the shim, the agent and the checker; the gateway too, here."""
+        tree = os.path.dirname(os.path.dirname(self.shim))
+        if not os.path.exists(os.path.join(tree, "shim", "gateway", "sealsock-gateway")):
+            subprocess.run(["cmake", "--build", tree, "--target", "sealsock-gateway"],
+                           check=True, stdout=subprocess.DEVNULL)
 
     def _spiped(self, procs, port, suite):
         front, back = free_port(), free_port()
