@@ -8,9 +8,10 @@
       connection must start with a PROXY protocol v2 header; its fields go to LOG as one JSON
       line `proxy {...}` first (a connection without a valid header is logged `proxy-error
       REASON` and closed, nothing echoed).
-  gw_peer.py send HOST PORT FILE OUT
+  gw_peer.py send HOST PORT FILE OUT [--no-half-close]
       Connects, sends FILE, shuts down its write side, reads until EOF into OUT. Exit 0; 3 when
-      the connection fails or is reset.
+      the connection fails or is reset. With --no-half-close it reads back as many bytes as it
+      sent before it closes (for paths that end a tunnel at the first EOF, as tinyproxy does).
   gw_peer.py http PORT_FILE COUNT_FILE
       A small HTTP/1.1 origin: every request increments the number in COUNT_FILE and gets a
       64 KiB body (bytes 0..255 repeated) with Cache-Control: max-age=300.
@@ -137,19 +138,23 @@ def echo(port_file, path, with_proxy):
         threading.Thread(target=echo_conn, args=(conn, n, path, with_proxy), daemon=True).start()
 
 
-def send(host, port, path, out):
+def send(host, port, path, out, half_close=True):
     data = open(path, "rb").read()
     try:
         sock = socket.create_connection((host, int(port)), timeout=60)
-        writer = threading.Thread(target=lambda: (sock.sendall(data), sock.shutdown(socket.SHUT_WR)))
+        writer = threading.Thread(target=lambda: (
+            sock.sendall(data), half_close and sock.shutdown(socket.SHUT_WR)))
         writer.start()
+        got = 0
         with open(out, "wb") as f:
-            while True:
+            while half_close or got < len(data):
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 f.write(chunk)
+                got += len(chunk)
         writer.join()
+        sock.close()
     except OSError as e:
         print(f"send: {e}", file=sys.stderr)
         sys.exit(3)
@@ -187,8 +192,8 @@ def main():
     a = sys.argv[1:]
     if len(a) in (3, 4) and a[0] == "echo":
         echo(a[1], a[2], a[3:] == ["--proxy-v2"])
-    elif len(a) == 5 and a[0] == "send":
-        send(*a[1:])
+    elif len(a) in (5, 6) and a[0] == "send":
+        send(*a[1:5], half_close=a[5:] != ["--no-half-close"])
     elif len(a) == 3 and a[0] == "http":
         http(a[1], a[2])
     else:
