@@ -80,6 +80,16 @@ struct Engine {
     std::optional<std::uint8_t> alert_received;  // description of the first alert the peer sent
     VerifyFailure verify;
 
+    // Client through an HTTP proxy (request.proxy_connect): the CONNECT request, how much of it
+    // went out, and the proxy's answer so far. open once the proxy said 2xx (or with no proxy).
+    struct Proxy {
+        std::string target;
+        std::string request;
+        std::size_t sent = 0;
+        std::string answer;
+        bool open = true;
+    } proxy;
+
     bool done = false;
     bool succeeded = false;
     agent::HandshakeReply reply;
@@ -450,6 +460,13 @@ std::optional<ErrorReply> prepare_engine(Engine& e, int fd, const HandshakeSetup
     e.identity_name = setup.identity_name;
     if (auto bad = load_request(e, setup.request)) return bad;
     e.peer = peer_label(e.role, setup.request.server_name, std::get<std::string>(address));
+    if (!setup.request.proxy_connect.empty()) {
+        e.proxy.target = setup.request.proxy_connect;
+        e.proxy.request =
+            "CONNECT " + e.proxy.target + " HTTP/1.1\r\nHost: " + e.proxy.target + "\r\n\r\n";
+        e.proxy.open = false;
+        e.peer += " through the proxy at " + std::get<std::string>(address);
+    }
     auto suites = suite_list(setup.request.suites);
     if (!suites) return ErrorReply{ErrorCode::bad_request, suites.error().message};
     if (auto refused = make_context(e, setup, suites.value())) return refused;
@@ -677,9 +694,79 @@ std::variant<std::unique_ptr<Handshake>, ErrorReply> Handshake::prepare(
     return std::unique_ptr<Handshake>(new Handshake(std::move(state)));
 }
 
+namespace {
+
+// The HTTP CONNECT exchange before the handshake (`via` in the config; RFC 9110, 9.3.6): the
+// request, then the proxy's answer up to its blank line and never past it (peeked first, then
+// taken exactly), so the first byte after it is the server's. Returns what it waits for, or
+// nothing once the tunnel is open. A 2xx answer opens it; anything else fails the handshake.
+std::optional<Handshake::Want> proxy_step(Engine& e) {
+    Engine::Proxy& p = e.proxy;
+    const auto broken = [&](const std::string& what) {
+        fail(
+            e, ErrorCode::peer_closed,
+            "the proxy for " + peer_text(e) + " " + what + " before answering CONNECT " + p.target);
+        return Handshake::Want::done;
+    };
+    while (p.sent < p.request.size()) {
+        const ssize_t n = ::send(e.fd, p.request.data() + p.sent, p.request.size() - p.sent,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            p.sent += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return Handshake::Want::write;
+        return broken(std::string("failed (") + std::strerror(errno) + ")");
+    }
+    constexpr std::size_t kLimit = 8192;
+    std::array<char, 1024> buf{};
+    while (true) {
+        const ssize_t n = ::recv(e.fd, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Handshake::Want::read;
+        if (n < 0) return broken(std::string("failed (") + std::strerror(errno) + ")");
+        if (n == 0) return broken("closed the connection");
+        // Where the blank line ends, counting the bytes already taken (it may straddle them).
+        const std::size_t before = p.answer.size();
+        const std::string joined = p.answer.substr(before < 3 ? 0 : before - 3) +
+                                   std::string(buf.data(), static_cast<std::size_t>(n));
+        const std::size_t end = joined.find("\r\n\r\n");
+        const std::size_t offset = before < 3 ? before : 3;
+        const std::size_t take =
+            end == std::string::npos ? static_cast<std::size_t>(n) : end + 4 - offset;
+        const ssize_t got = ::recv(e.fd, buf.data(), take, MSG_DONTWAIT);
+        if (got != static_cast<ssize_t>(take)) return broken("lost bytes it had sent");
+        p.answer.append(buf.data(), take);
+        if (end != std::string::npos) break;
+        if (p.answer.size() > kLimit) {
+            fail(e, ErrorCode::handshake_failed,
+                 "the proxy for " + peer_text(e) +
+                     " answered CONNECT with more than 8 KiB of "
+                     "header: is it an HTTP proxy?");
+            return Handshake::Want::done;
+        }
+    }
+    const std::string status = p.answer.substr(0, p.answer.find("\r\n"));
+    const bool http = status.rfind("HTTP/1.", 0) == 0 && status.size() >= 12 && status[8] == ' ';
+    if (http && status[9] == '2') {
+        p.open = true;
+        p.answer.clear();
+        return std::nullopt;
+    }
+    fail(e, ErrorCode::handshake_failed,
+         "the proxy for " + peer_text(e) + " refused CONNECT " + p.target + ": \"" +
+             status.substr(0, 120) + "\"");
+    return Handshake::Want::done;
+}
+
+}  // namespace
+
 Handshake::Want Handshake::step() {
     Engine& e = state_->engine;
     if (e.done) return Want::done;
+    if (!e.proxy.open)
+        if (const std::optional<Want> w = proxy_step(e)) return *w;
     ERR_clear_error();
     const int r = SSL_do_handshake(e.ssl.get());
     const int ssl_error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(e.ssl.get(), r);

@@ -83,6 +83,9 @@ struct HandshakeRequest {
     std::vector<std::uint16_t> suites;  // preference order; empty: all three
     std::vector<std::string> allow;     // server: access list entries (docs/agent-protocol.md)
     std::uint32_t timeout_ms = 10000;
+    // client: "HOST:PORT" to ask an HTTP proxy for (CONNECT) before the handshake; the socket is
+    // connected to the proxy. Empty: the socket is connected to the server itself.
+    std::string proxy_connect;
 };
 
 struct PeerIdentity {

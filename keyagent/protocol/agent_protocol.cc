@@ -31,7 +31,8 @@ enum Handshake : std::uint8_t {
     expect,
     suite,
     allow,
-    timeout_ms
+    timeout_ms,
+    proxy_connect
 };
 enum HandshakeOk : std::uint8_t {
     ok_suite = 1,
@@ -58,6 +59,7 @@ constexpr FieldSpec handshake_fields[] = {
     {tag::suite, Kind::u16, false, true, 0, 0},
     {tag::allow, Kind::text, false, true, 1, 1024},
     {tag::timeout_ms, Kind::u32, false, false, 0, 0},
+    {tag::proxy_connect, Kind::text, false, false, 3, 262},
 };
 constexpr FieldSpec handshake_ok_fields[] = {
     {tag::ok_suite, Kind::u16, true, false, 0, 0},
@@ -201,6 +203,9 @@ Result<Body> decode_handshake(const std::vector<Field>& fields) {
             case tag::timeout_ms:
                 req.timeout_ms = static_cast<std::uint32_t>(number(f.value));
                 break;
+            case tag::proxy_connect:
+                req.proxy_connect = text(f.value);
+                break;
             default:
                 break;
         }
@@ -209,6 +214,11 @@ Result<Body> decode_handshake(const std::vector<Field>& fields) {
     if (req.allow.size() > 256) return make_error("access list too long");
     if (req.timeout_ms == 0 || req.timeout_ms > 300000)
         return make_error("timeout must be between 1 ms and 5 minutes");
+    if (!req.proxy_connect.empty() &&
+        (req.role != Role::client ||
+         req.proxy_connect.find_first_of(" \r\n\t/@") != std::string::npos ||
+         req.proxy_connect.rfind(':') == std::string::npos))
+        return make_error("proxy_connect must be HOST:PORT, for a client");
     return Body(std::move(req));
 }
 
@@ -315,6 +325,7 @@ struct EncodeBody {
         for (const auto& a : r.allow)
             put_text(w, tag::allow, a);
         put_number(w, tag::timeout_ms, r.timeout_ms);
+        put_text(w, tag::proxy_connect, r.proxy_connect);
     }
     void operator()(const HandshakeReply& r) const {
         put_number(w, tag::ok_suite, r.suite);

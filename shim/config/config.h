@@ -53,6 +53,9 @@ struct OutboundRule : Rule {
     std::vector<PortRange> ports;           // for destinations without their own; empty: any
     std::string server_name;                // SNI and name to verify; empty: the looked-up name
     std::string expect;                     // "name:HOST" or "sha256:HEX"; empty: server_name
+    // `via = "http://HOST:PORT"`: an HTTP proxy reached with CONNECT before TLS. Empty: direct.
+    std::string via_host;  // a name or an address (IPv6 without brackets)
+    std::uint16_t via_port = 0;
 };
 
 struct InboundRule : Rule {

@@ -1,5 +1,6 @@
 #include "config/schema.h"
 
+#include <arpa/inet.h>
 #include <sealsock/access_list.h>
 
 #include <algorithm>
@@ -331,6 +332,54 @@ void set_expect(Checker& c, const Member& m, OutboundRule& r) {
     r.expect = std::move(s);
 }
 
+// "http://HOST:PORT" (HOST a DNS name, an IPv4 address or a bracketed IPv6 address; PORT
+// required): the proxy a CONNECT goes through.
+void set_via(Checker& c, const Member& m, OutboundRule& r) {
+    std::string s;
+    if (!c.string(m, s)) return;
+    const auto bad = [&](const std::string& why) {
+        c.error(m.value.position, quote(s.substr(0, 80)) + " is not a proxy: " + why +
+                                      "; write `via = \"http://proxy.example.com:3128\"`");
+    };
+    constexpr std::string_view scheme = "http://";
+    if (s.compare(0, scheme.size(), scheme) != 0)
+        return bad("only HTTP proxies (CONNECT) are supported, as http://HOST:PORT");
+    std::string_view rest = std::string_view(s).substr(scheme.size());
+    if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+    if (rest.find_first_of("/@?#") != std::string_view::npos)
+        return bad("it may hold a host and a port only (no path, no credentials)");
+    std::string_view host;
+    std::string_view port;
+    if (!rest.empty() && rest.front() == '[') {
+        const std::size_t close = rest.find(']');
+        if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
+            return bad("an IPv6 proxy is written [ADDRESS]:PORT");
+        host = rest.substr(1, close - 1);
+        port = rest.substr(close + 2);
+        in6_addr a6{};
+        if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1)
+            return bad("the address in brackets is not IPv6");
+    } else {
+        const std::size_t colon = rest.rfind(':');
+        if (colon == std::string_view::npos) return bad("the port is missing");
+        host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+        in_addr a4{};
+        const bool address = inet_pton(AF_INET, std::string(host).c_str(), &a4) == 1;
+        auto name = parse_host_pattern(std::string(host));
+        if (!address &&
+            (host.empty() || !name || name.value().find_first_of("*?") != std::string::npos))
+            return bad("the host is not a DNS name or an IPv4 address");
+    }
+    unsigned long value = 0;
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos ||
+        (value = std::stoul(std::string(port))) == 0 || value > 65535)
+        return bad("the port must be 1 to 65535");
+    r.via_host = std::string(host);
+    r.via_port = static_cast<std::uint16_t>(value);
+}
+
 void set_inbound_ports(Checker& c, const Member& m, InboundRule& r) {
     r.ports = port_list(c, m);
 }
@@ -359,6 +408,7 @@ constexpr KeySpec<OutboundRule> outbound_keys[] = {
     {"suites", set_suites<OutboundRule>},
     {"server_name", set_server_name},
     {"expect", set_expect},
+    {"via", set_via},
     {"rotate_bytes", set_rotate_bytes<OutboundRule>},
     {"rotate_seconds", set_rotate_seconds<OutboundRule>},
     {"rotate_records", set_rotate_records<OutboundRule>},

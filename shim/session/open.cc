@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -255,6 +256,35 @@ void disconnect(int fd) {
     (void)sys::connect(fd, &unspec, sizeof unspec);
 }
 
+// The proxy of a `via` rule, as an address of `family` (IPv4 as mapped IPv6 for an AF_INET6
+// socket). Returns its length, or 0 with the getaddrinfo error in err. The real getaddrinfo
+// (the program's own lookups are remembered for rules; this one is not the program's).
+sys::Ret<socklen_t> resolve_proxy(const config::OutboundRule& rule, int family,
+                                  sockaddr_storage& out) {
+    addrinfo hints{};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (family == AF_INET6 ? AI_V4MAPPED : 0);
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(rule.via_port);
+    const sys::Ret<int> r = sys::getaddrinfo(rule.via_host.c_str(), port.c_str(), &hints, &found);
+    if (r.value != 0 || found == nullptr) return {0, r.value != 0 ? r.value : EAI_NONAME};
+    const auto n = static_cast<socklen_t>(std::min<std::size_t>(found->ai_addrlen, sizeof out));
+    std::memcpy(&out, found->ai_addr, n);
+    freeaddrinfo(found);
+    return {n, 0};
+}
+
+// What the proxy is asked for: the name the program looked up, else the address ([v6]), and the
+// port.
+std::string connect_target(const std::string& host, const Endpoint& to) {
+    if (!host.empty()) return fmt::format("{}:{}", host, to.port);
+    char text[INET6_ADDRSTRLEN] = {};
+    const bool v4 = to.address.size() == 4;
+    inet_ntop(v4 ? AF_INET : AF_INET6, to.address.data(), text, sizeof text);
+    return v4 ? fmt::format("{}:{}", text, to.port) : fmt::format("[{}]:{}", text, to.port);
+}
+
 // A sandboxed process (sys/confined.h) cannot reach the agent: where a rule may seal its
 // connections, new ones fail closed; where none can, they pass through untouched.
 bool refused_in_sandbox(const char* what) {
@@ -316,6 +346,25 @@ sys::Ret<int> open_connect_impl(int fd, const sockaddr* addr, socklen_t len) {
         audit_refusal(true, rule->name, peer,
                       "made to a bare address: the rule needs `expect` or `server_name`");
         return sys::fail<int>(ECONNREFUSED);
+    }
+
+    // `via`: the socket goes to the proxy, and the agent asks it for the server (CONNECT).
+    sockaddr_storage proxy{};
+    if (rule->via_port != 0) {
+        const sys::Ret<socklen_t> p = resolve_proxy(*rule, addr->sa_family, proxy);
+        if (p.value == 0) {
+            if (first_of_kind("proxy " + rule->name))
+                report(
+                    "outbound connection to {} refused (rule \"{}\"): the proxy {}:{} "
+                    "cannot be found: {}",
+                    peer, rule->name, rule->via_host, rule->via_port, gai_strerror(p.err));
+            audit_refusal(true, rule->name, peer, "the proxy cannot be found");
+            return sys::fail<int>(ECONNREFUSED);
+        }
+        q.proxy_connect = connect_target(host, to);
+        setup.peer += fmt::format(" via {}", describe(reinterpret_cast<sockaddr*>(&proxy)));
+        addr = reinterpret_cast<const sockaddr*>(&proxy);
+        len = p.value;
     }
 
     errno = saved_errno;

@@ -272,6 +272,92 @@ pair "sealsock_peer: under the shim, a connection no rule seals" "$work/none.tom
 expect_line "sealsock_peer: an unsealed connection answers ENOTCONN" "$work/$last.srv" \
     '^peer: error ENOTCONN$'
 
+# --- via: through an HTTP proxy (CONNECT) ---------------------------------------------------------
+echo "--- via: the client reaches the server through tinyproxy (CONNECT), recorded by a relay"
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/tinyproxy.conf" <<CONF
+Port $pport
+Listen 127.0.0.1
+Allow 127.0.0.1
+Timeout 30
+MaxClients 8
+LogLevel Info
+LogFile "$work/tinyproxy.log"
+PidFile "$work/tinyproxy.pid"
+CONF
+tinyproxy -d -c "$work/tinyproxy.conf" >"$work/tinyproxy.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break; sleep 0.05; done
+rm -f "$work/via.rport"
+python3 "$relay" relay "$work/via.rport" "$pport" "$work/via" >"$work/via.relay" 2>&1 &
+relay_pid=$!
+pids+=("$relay_pid")
+for _ in $(seq 100); do [[ -s $work/via.rport ]] && break; sleep 0.05; done
+client_config "$work/via.toml" "$run/client.sock" alice
+sed -i "s|^expect = .*|&\nvia = \"http://127.0.0.1:$(cat "$work/via.rport")\"|" "$work/via.toml"
+# rev: lines there and back, no half-close (tinyproxy ends the tunnel both ways at the first
+# FIN).
+serve via "$sconf" --mode rev --seed 78 --lines 200 --dump "$work/via.dump"
+client via "$work/via.toml" --mode rev --seed 78 --lines 200 --marker "$marker" \
+    --connect "127.0.0.1:$port"
+server_done
+wait "$relay_pid" || true
+on_fail=via check "via: both ends agree (200 lines there and back, sha256), through the proxy" agree via
+check "via: the proxy was asked for the server: CONNECT 127.0.0.1:$port, nothing else in the clear" \
+    bash -c "head -c 200 '$work/via.c2s' | head -n 1 | grep -q '^CONNECT 127.0.0.1:$port HTTP/1.1'"
+python3 - "$work/via" <<'PY'
+import sys
+prefix = sys.argv[1]
+for d in ("c2s", "s2c"):
+    data = open(f"{prefix}.{d}", "rb").read()
+    end = data.find(b"\r\n\r\n")
+    open(f"{prefix}.{d}.tunnel", "wb").write(data[end + 4:] if end >= 0 else data)
+PY
+check "via: past the CONNECT header, client to server is TLS 1.3 records to the last byte" \
+    python3 "$relay" records "$work/via.c2s.tunnel"
+check "via: past the proxy's 200, server to client is TLS 1.3 records to the last byte" \
+    python3 "$relay" records "$work/via.s2c.tunnel"
+check "via: the proxy answered 200" bash -c "head -n 1 '$work/via.s2c' | grep -q '^HTTP/1.[01] 200'"
+check "via: the marker never crossed the proxy" bash -c "! grep -qaF '$marker' '$work/via.c2s' '$work/via.s2c'"
+check "via: the audit log names the proxy" bash -c "grep -q 'via 127.0.0.1:' '$work/via.audit'"
+
+# A proxy that refuses CONNECT: the client fails with the proxy's answer, and the server
+# behind it is never reached (nothing but the CONNECT request crossed).
+python3 - "$work/refuse.port" "$work/refuse.got" <<'PY' &
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+c, _ = s.accept(); c.settimeout(5)
+got = b""
+while b"\r\n\r\n" not in got:
+    chunk = c.recv(4096)
+    if not chunk: break
+    got += chunk
+c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+try:
+    while True:
+        chunk = c.recv(4096)
+        if not chunk: break
+        got += chunk
+except OSError:
+    pass
+open(sys.argv[2], "wb").write(got)
+PY
+pids+=($!)
+refuse_pid=$!
+for _ in $(seq 100); do [[ -s $work/refuse.port ]] && break; sleep 0.05; done
+client_config "$work/refuse.toml" "$run/client.sock" alice
+sed -i "s|^expect = .*|&\nvia = \"http://127.0.0.1:$(cat "$work/refuse.port")\"|" "$work/refuse.toml"
+client refuse "$work/refuse.toml" --mode blocking --seed 79 --size 4096 --marker "$marker" \
+    --connect "127.0.0.1:9"
+wait "$refuse_pid" || true
+check "via, refused: the client gets a connection error and no data" bash -c \
+    "[[ $cli_rc -ne 0 ]] && grep -q '^error: ' '$work/refuse.cli' && ! grep -q '^verified' '$work/refuse.cli'"
+check "via, refused: one sealsock: line quotes the proxy's answer" \
+    grep -q '^sealsock: .*refused CONNECT 127.0.0.1:9: "HTTP/1.1 403 Forbidden"' "$work/refuse.cli.err"
+check "via, refused: the proxy got the CONNECT request and nothing after it" bash -c \
+    "python3 -c 'import sys; d=open(sys.argv[1],\"rb\").read(); sys.exit(0 if d.endswith(b\"\\r\\n\\r\\n\") and d.startswith(b\"CONNECT 127.0.0.1:9 \") else 1)' '$work/refuse.got'"
+
 # --- a sandboxed process (OpenSSH's pattern) ----------------------------------------------------
 echo "--- sandboxed: the server's forked child serves under a seccomp filter"
 pair "sandboxed, plain: the filter lets a plain program serve" - - sandboxed 300000 \

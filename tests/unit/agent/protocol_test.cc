@@ -23,6 +23,12 @@ Bytes frame(const Message& m) {
     return out;
 }
 
+// Whether the frame of `m` decodes (the agent's checks on the fields included).
+bool decode_ok(const Message& m) {
+    const Bytes f = frame(m);
+    return decode(ByteView(f).subspan(length_size)).ok();
+}
+
 Message round_trip(const Message& m) {
     const Bytes f = frame(m);
     auto len = frame_length(ByteView(f).first(length_size));
@@ -81,6 +87,26 @@ TEST_SUITE("agent.protocol") {
         CHECK(got.suites == req.suites);
         CHECK(got.allow == req.allow);
         CHECK(got.timeout_ms == 2500);
+        CHECK(got.proxy_connect.empty());
+    }
+
+    TEST_CASE("a client request may name what to ask an HTTP proxy for") {
+        HandshakeRequest req;
+        req.server_name = "db1.example";
+        req.proxy_connect = "db1.example:5432";
+        const Message m = round_trip({MessageType::handshake, 7, req});
+        CHECK(std::get<HandshakeRequest>(m.body).proxy_connect == "db1.example:5432");
+        req.proxy_connect = "[2001:db8::1]:443";
+        CHECK(std::get<HandshakeRequest>(round_trip({MessageType::handshake, 8, req}).body)
+                  .proxy_connect == "[2001:db8::1]:443");
+        for (const char* bad : {"db1.example", "db1 example:5432", "a\r\nX: y:1", "u@h:1"}) {
+            req.proxy_connect = bad;
+            INFO(bad);
+            CHECK_FALSE(decode_ok({MessageType::handshake, 9, req}));
+        }
+        req.role = Role::server;
+        req.proxy_connect = "db1.example:5432";
+        CHECK_FALSE(decode_ok({MessageType::handshake, 10, req}));
     }
 
     TEST_CASE("a handshake reply carries secrets, sequence numbers and the peer") {

@@ -189,7 +189,7 @@ TEST_SUITE("config.load") {
               dir.path +
                   "/xdg/sealsock/sealsock.toml:3:1: unknown key `bad` in an [[outbound]] "
                   "rule; a rule takes name, enabled, programs, destinations, ports, mode, "
-                  "identity, suites, server_name, expect, rotate_bytes, rotate_seconds, "
+                  "identity, suites, server_name, expect, via, rotate_bytes, rotate_seconds, "
                   "rotate_records");
     }
 }

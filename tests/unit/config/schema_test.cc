@@ -130,6 +130,19 @@ mode = "off"
         CHECK(c.inbound[1].mode == Mode::off);        // off needs no allow list
     }
 
+    TEST_CASE("via: the proxy's host and port") {
+        const auto via = [](std::string_view value) {
+            const FileConfig c = valid("[[outbound]]\nvia = \"" + std::string(value) + "\"\n");
+            REQUIRE(c.outbound.size() == 1);
+            return c.outbound[0].via_host + " " + std::to_string(c.outbound[0].via_port);
+        };
+        CHECK(via("http://proxy.example.com:3128") == "proxy.example.com 3128");
+        CHECK(via("http://proxy.example.com:3128/") == "proxy.example.com 3128");
+        CHECK(via("http://127.0.0.1:8080") == "127.0.0.1 8080");
+        CHECK(via("http://[::1]:3128") == "::1 3128");
+        CHECK(valid("[[outbound]]\n").outbound[0].via_port == 0);
+    }
+
     TEST_CASE("rules may also be written as inline tables") {
         const FileConfig c = valid("outbound = [{ name = \"a\", destinations = [\"*:443\"] }]\n");
         REQUIRE(c.outbound.size() == 1);
@@ -213,6 +226,19 @@ mode = "off"
         outbound_error("rotate_seconds = \"soon\"", "units are s, m, h and d");
         outbound_error("rotate_seconds = \"0s\"", "is not a duration");
         outbound_error("rotate_records = \"1000\"", "a whole number of records");
+        outbound_error("via = \"proxy:3128\"", "only HTTP proxies (CONNECT)");
+        outbound_error("via = \"socks5://proxy:1080\"", "only HTTP proxies");
+        outbound_error("via = \"http://proxy\"", "the port is missing");
+        outbound_error("via = \"http://proxy:0\"", "the port must be 1 to 65535");
+        outbound_error("via = \"http://proxy:65536\"", "the port must be 1 to 65535");
+        outbound_error("via = \"http://proxy:31x8\"", "the port must be 1 to 65535");
+        outbound_error("via = \"http://user:pw@proxy:3128\"", "no path, no credentials");
+        outbound_error("via = \"http://proxy:3128/x\"", "no path, no credentials");
+        outbound_error("via = \"http://[10.0.0.1]:3128\"", "is not IPv6");
+        outbound_error("via = \"http://[::1]3128\"", "[ADDRESS]:PORT");
+        outbound_error("via = \"http://*.example:3128\"", "not a DNS name");
+        outbound_error("via = \"http://:3128\"", "not a DNS name");
+        outbound_error("via = 3128", "`via` must be a \"string\"");
         outbound_error("rotate_records = 4611686018427387905", "from 1 to 2^62");
         inbound_error("mode = \"permissive\"", "\"require\", \"allow-plaintext\" or \"off\"");
         inbound_error("service = \"\"", "`service` must be 1 to 64");
