@@ -1,42 +1,53 @@
 #!/usr/bin/env bash
 # A lossy network between two hosts: a sealed client and a sealed server in two network
-# namespaces joined by a veth pair whose both ends drop 2 % and duplicate 1 % of TCP segments
-# (nftables in the netdev egress hook; segmentation offload off, so each segment is a packet).
+# namespaces joined by linkem (tests/network/linkem.cc), a userspace link emulator that forwards
+# Ethernet frames between a TAP device in each namespace and, each way, delays every frame by
+# 20 ms +/- 5 ms, drops 1.5 %, duplicates 1 % and holds 1.5 % back by 10 ms more so that later
+# frames overtake them (reordering). The kernel's netem qdisc would do the same, but this
+# machine's kernel lacks it (CONFIG_NET_SCH_NETEM is not set: `zcat /proc/config.gz | grep
+# NETEM`); TAP devices need only CONFIG_TUN.
+#
 # The transfer must arrive intact both ways (the probe's sha256 on both ends), the wire must
-# carry TLS (a packet capture on the veth: the first bytes of each direction are a handshake
-# record, the plaintext marker never appears), the impairment must really have happened (the
-# nftables counters), and both audit logs must close the connection with the byte counts.
+# carry TLS (a packet capture on the client's TAP: the first bytes of each direction are a
+# handshake record, the plaintext marker never appears), every impairment must really have
+# happened each way (linkem's counters: frames dropped, duplicated, held back and overtaken, and
+# the delays it applied), and both audit logs must close the connection with the byte counts.
 #
-# Delay and explicit reordering need the netem qdisc, which this machine's kernel lacks
-# (CONFIG_NET_SCH_NETEM is not set: `zcat /proc/config.gz | grep NETEM`); loss and duplication
-# still deliver segments out of order to the receiving TCP.
-#
-# Usage: 80-lossy-network.sh AGENT LIBSEALSOCK PROBE plain|asan
-#   SEALSOCK_LONG=1: 100 MiB each way (the long form); default 16 MiB client to server.
-#   SEALSOCK_TEST_KEEP=1 keeps $work.
+# Usage: 80-lossy-network.sh AGENT LIBSEALSOCK PROBE plain|asan LINKEM
+#   default: 24 MiB each way; SEALSOCK_LONG=1: 100 MiB each way (the long form).
+#   SEALSOCK_LINK=SPEC replaces the impairment (linkem's SPEC, e.g. delay=50,jitter=10,loss=3),
+#   SEALSOCK_LINK_SEED its seed. SEALSOCK_TEST_KEEP=1 keeps $work.
 set -euo pipefail
 
-agent_bin=${1:?usage: 80-lossy-network.sh AGENT LIBSEALSOCK PROBE plain|asan}
-shim=${2:?}
-probe=${3:?}
-variant=${4:?}
+usage="usage: 80-lossy-network.sh AGENT LIBSEALSOCK PROBE plain|asan LINKEM"
+agent_bin=${1:?$usage}
+shim=${2:?$usage}
+probe=${3:?$usage}
+variant=${4:?$usage}
+linkem=${5:?$usage}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../integration/lib.sh
 source "$here/../integration/lib.sh"
 lib_init lossy
 [[ $(id -u) -eq 0 ]] || { echo "FAIL network namespaces need root"; exit 1; }
-command -v nft >/dev/null || { echo "FAIL nft is not installed (scripts/install-deps)"; exit 1; }
+[[ -c /dev/net/tun ]] || { echo "FAIL /dev/net/tun is missing (CONFIG_TUN)"; exit 1; }
 make_pki
 start_test_agents
 
-size=$((16 * 1024 * 1024))
-reply=$((4 * 1024 * 1024))
-if [[ -n ${SEALSOCK_LONG:-} ]]; then size=$((100 * 1024 * 1024)); reply=$size; fi
-[[ $variant == asan ]] && limit=300
+size=$((24 * 1024 * 1024))
+if [[ -n ${SEALSOCK_LONG:-} ]]; then size=$((100 * 1024 * 1024)); fi
+reply=$size
+if [[ -n ${SEALSOCK_LONG:-} ]]; then limit=600; elif [[ $variant == asan ]]; then limit=300; fi
+# Per direction: delay +/- jitter (ms), loss, duplication and reordering (%), and how much longer
+# (ms) a reordered frame is held.
+delay=20 jitter=5
+spec=${SEALSOCK_LINK:-delay=$delay,jitter=$jitter,loss=1.5,dup=1,reorder=1.5,hold=10}
 
-# --- two hosts --------------------------------------------------------------------------------
-ns_a=sealsock-a-$$ ns_b=sealsock-b-$$ if_a=ssa$$ if_b=ssb$$
+# --- two hosts, one emulated link ---------------------------------------------------------------
+ns_a=sealsock-a-$$ ns_b=sealsock-b-$$ tap_a=ssa$$ tap_b=ssb$$
+link_pid=
 net_cleanup() {
+    [[ -n $link_pid ]] && kill -TERM "$link_pid" 2>/dev/null && wait "$link_pid" 2>/dev/null
     ip netns del "$ns_a" 2>/dev/null || true
     ip netns del "$ns_b" 2>/dev/null || true
     lib_cleanup
@@ -44,28 +55,27 @@ net_cleanup() {
 trap net_cleanup EXIT
 ip netns add "$ns_a"
 ip netns add "$ns_b"
-ip link add "$if_a" type veth peer name "$if_b"
-ip link set "$if_a" netns "$ns_a"
-ip link set "$if_b" netns "$ns_b"
-for side in "a 10.77.0.1 $ns_a $if_a" "b 10.77.0.2 $ns_b $if_b"; do
-    read -r _ addr ns dev <<<"$side"
+# linkem stops by itself at the time limit too (SIGTERM from timeout), so nothing outlives a run.
+timeout $((3 * limit + 60)) "$linkem" "$ns_a" "$tap_a" "$ns_b" "$tap_b" \
+    --seed "${SEALSOCK_LINK_SEED:-80}" --both "$spec" --ready "$work/link.ready" \
+    >"$work/link.out" 2>"$work/link.err" &
+link_pid=$!
+for _ in $(seq 100); do [[ -e $work/link.ready ]] && break; sleep 0.05; done
+[[ -e $work/link.ready ]] || { cat "$work/link.err"; echo "FAIL linkem did not start"; exit 1; }
+# Fixed MAC addresses and permanent neighbour entries (no ARP to lose) and no IPv6 (no router
+# solicitations): the link carries the test's TCP connection and nothing else.
+for side in "10.77.0.1 02:00:0a:4d:00:01 $ns_a $tap_a" "10.77.0.2 02:00:0a:4d:00:02 $ns_b $tap_b"; do
+    read -r addr mac ns dev <<<"$side"
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set "$dev" address "$mac"
     ip -n "$ns" addr add "$addr/24" dev "$dev"
-    # One TCP segment per packet, so the impairment acts on segments, not 64 KiB super-packets.
-    ip -n "$ns" link set "$dev" gso_max_segs 1 gro_max_size 1500 2>/dev/null ||
-        ip -n "$ns" link set "$dev" gso_max_segs 1
     ip -n "$ns" link set "$dev" up
     ip -n "$ns" link set lo up
-    ip netns exec "$ns" nft -f - <<NFT
-table netdev impair {
-    chain egress {
-        type filter hook egress device "$dev" priority 0; policy accept;
-        meta l4proto tcp numgen random mod 1000 < 20 counter drop
-        meta l4proto tcp numgen random mod 1000 < 10 counter dup to "$dev"
-    }
-}
-NFT
 done
-ok "two namespaces joined by veth, 2 % loss and 1 % duplication each way"
+ip -n "$ns_a" neigh add 10.77.0.2 lladdr 02:00:0a:4d:00:02 dev "$tap_a" nud permanent
+ip -n "$ns_b" neigh add 10.77.0.1 lladdr 02:00:0a:4d:00:01 dev "$tap_b" nud permanent
+ok "two namespaces joined by linkem ($spec each way)"
 
 # The client's rule seals the server host; its certificate says localhost.
 cat >"$work/lossy-client.toml" <<TOML
@@ -81,7 +91,7 @@ TOML
 sed "s|^audit_log = .*|audit_log = \"$work/lossy-server.audit\"|" "$sconf" >"$work/lossy-server.toml"
 
 # --- the transfer -------------------------------------------------------------------------------
-ip netns exec "$ns_a" python3 "$here/sniff.py" "$if_a" 7777 "$work/wire" "$work/sniff.ready" &
+ip netns exec "$ns_a" python3 "$here/sniff.py" "$tap_a" 7777 "$work/wire" "$work/sniff.ready" &
 sniff_pid=$!
 pids+=("$sniff_pid")
 for _ in $(seq 100); do [[ -e $work/sniff.ready ]] && break; sleep 0.05; done
@@ -102,7 +112,8 @@ ip netns exec "$ns_a" timeout "$limit" env SEALSOCK_CONFIG="$work/lossy-client.t
 srv_rc=0
 wait "$srv_pid" || srv_rc=$?
 kill -TERM "$sniff_pid" 2>/dev/null || true
-wait "$sniff_pid" 2>/dev/null || true
+sniff_rc=0
+wait "$sniff_pid" 2>/dev/null || sniff_rc=$?
 took=$((SECONDS - started))
 notes+=("$((size / 1048576)) MiB up, $((reply / 1048576)) MiB down in ${took} s")
 
@@ -116,14 +127,33 @@ check "the server exited 0 and its sha256 of what it received is the client's of
     bash -c "[[ $srv_rc -eq 0 && -n '$c_sent' && '$c_sent' == '$s_recv' && -n '$s_sent' && '$s_sent' == '$c_recv' ]]"
 check "no sealsock: line on either side" bash -c "! grep -q '^sealsock:' '$work/lossy.cli.err' '$work/lossy.srv.err'"
 
-drops=$(ip netns exec "$ns_a" nft list ruleset | awk '/drop/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
-dups=$(ip netns exec "$ns_a" nft list ruleset | awk '/dup to/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
-drops_b=$(ip netns exec "$ns_b" nft list ruleset | awk '/drop/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
-notes+=("client side dropped $drops and duplicated $dups segments; server side dropped $drops_b")
-check "the impairment happened: segments dropped ($drops, $drops_b) and duplicated ($dups)" \
-    bash -c "[[ ${drops:-0} -gt 10 && ${dups:-0} -gt 5 && ${drops_b:-0} -gt 0 ]]"
+# --- the link's own account ---------------------------------------------------------------------
+kill -TERM "$link_pid" 2>/dev/null || true
+wait "$link_pid" 2>/dev/null || true
+link_pid=
+link() {  # link a2b|b2a COUNTER: one of linkem's counters at exit (empty if it printed none)
+    awk -v dir="$1" -v name="$2" \
+        '$1 == dir { for (i = 2; i < NF; i += 2) if ($i == name) print $(i + 1) }' "$work/link.out"
+}
+for dir in a2b b2a; do
+    what=client-to-server
+    [[ $dir == b2a ]] && what=server-to-client
+    notes+=("linkem $what: $(link "$dir" frames) frames, $(link "$dir" dropped) dropped, $(link "$dir" duplicated) duplicated, $(link "$dir" held) held back, $(link "$dir" overtaken) overtaken, $(link "$dir" overflow) over its queue limit, $(link "$dir" write_errors) refused by the receiving namespace; delay $(link "$dir" delay_us_min) / $(link "$dir" delay_us_avg) / $(link "$dir" delay_us_max) us (min / avg / max)")
+    check "link $what: frames dropped, duplicated, held back and overtaken (all > 0)" bash -c \
+        "[[ $(link "$dir" dropped) -gt 0 && $(link "$dir" duplicated) -gt 0 &&
+            $(link "$dir" held) -gt 0 && $(link "$dir" overtaken) -gt 0 ]]"
+    if [[ -z ${SEALSOCK_LINK:-} ]]; then
+        # No frame left before delay - jitter, and some left before delay: the jitter acted.
+        check "link $what: every frame delayed at least $((delay - jitter)) ms, some less than $delay ms" \
+            bash -c "[[ $(link "$dir" delay_us_min) -ge $(((delay - jitter) * 1000)) &&
+                        $(link "$dir" delay_us_min) -lt $((delay * 1000)) ]]"
+    fi
+done
 
 # --- the wire and the audit logs -----------------------------------------------------------------
+# sniff.py ends with status 0 on SIGTERM; anything else (a full disk: ENOSPC) makes the capture,
+# and every file the run wrote after it, incomplete.
+check "the capture ran to the end (sniff.py exit status $sniff_rc)" test "$sniff_rc" -eq 0
 check "wire: both directions begin with a TLS handshake record (0x16)" \
     bash -c "grep -qx 'c2s 16' '$work/wire.first' && grep -qx 's2c 16' '$work/wire.first'"
 # The capture is a sample (a busy machine drops packets at the sniffer); the marker stands every
@@ -138,5 +168,8 @@ check "audit: the client logged open and close with the bytes it sent ($c_sent_n
 check "audit: the server logged open and close with the bytes it sent ($c_recv_n) and received ($c_sent_n)" \
     python3 "$audit" "$work/lossy-server.audit" open,close close.outcome=closed \
     "close.bytes_sent=$c_recv_n" "close.bytes_received=$c_sent_n" local=10.77.0.2:7777
+check "no sanitizer report in any output or log" bash -c \
+    "! grep -rlE 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' '$work' \
+        --include='*.err' --include='*.log' --include='*.out' --include='*.cli' --include='*.srv'"
 
 summary 80-lossy-network
