@@ -1077,11 +1077,35 @@ void sandbox_self() {
     constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
 #endif
     const long allowed[] = {
-        SYS_read,     SYS_write,          SYS_readv,         SYS_writev,          SYS_ppoll,
-        SYS_close,    SYS_exit,           SYS_exit_group,    SYS_futex,           SYS_getpid,
-        SYS_gettid,   SYS_getrandom,      SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep,
-        SYS_brk,      SYS_mmap,           SYS_munmap,        SYS_mremap,          SYS_madvise,
-        SYS_mprotect, SYS_rt_sigprocmask, SYS_rt_sigreturn,  SYS_sched_yield,     SYS_shutdown,
+        SYS_read,
+        SYS_write,
+        SYS_readv,
+        SYS_writev,
+        SYS_ppoll,
+        SYS_close,
+        SYS_exit,
+        SYS_exit_group,
+        SYS_futex,
+        SYS_getpid,
+        SYS_gettid,
+        SYS_getrandom,
+        SYS_clock_gettime,
+        SYS_clock_nanosleep,
+        SYS_nanosleep,
+        SYS_brk,
+        SYS_mmap,
+        SYS_munmap,
+        SYS_mremap,
+        SYS_madvise,
+        SYS_mprotect,
+        SYS_rt_sigprocmask,
+        SYS_rt_sigreturn,
+        SYS_sched_yield,
+        SYS_shutdown,
+        // The sanitizers' runtime in the ASan tree: sigaltstack at exit, and a pipe through which
+        // UBSan's vptr check probes whether memory is readable. The shim uses neither.
+        SYS_sigaltstack,
+        SYS_pipe2,
 #ifdef SYS_poll
         SYS_poll,
 #endif
