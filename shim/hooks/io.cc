@@ -15,8 +15,11 @@ using sealsock::hooks::sealed;
 #define SEALSOCK_FD_HOOK(ret, name, params, args, keys, nx, raw)                   \
     SEALSOCK_HOOK ret name params nx {                                             \
         Session* session = registry::find_any keys;                                \
-        if (session == nullptr) [[likely]]                                         \
+        if (session == nullptr) [[likely]] {                                       \
+            if (auto* real = sys::real_##name()) [[likely]]                        \
+                return real args;                                                  \
             return finish(sys::name args);                                         \
+        }                                                                          \
         return finish(sealed(&SessionOps::name, *session, SEALSOCK_UNPAREN args)); \
     }
 SEALSOCK_IO_ENTRY_POINTS(SEALSOCK_FD_HOOK)

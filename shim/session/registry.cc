@@ -12,19 +12,16 @@
 #include "sys/real.h"
 
 namespace sealsock::registry {
+
+std::atomic<detail::Slot*> detail::g_top[detail::kTopSize];
+
 namespace {
 
-// Two levels: 2^16 top-level slots (static, zero) each naming a chunk of 2^15 owner slots (256
-// KiB, mmap'd when the first fd in its range gets an owner). Together they cover every
-// non-negative int; a process that never seals touches nothing but the top level.
-constexpr int kChunkBits = 15;
-constexpr long kChunkSize = 1L << kChunkBits;
-constexpr long kTopSize = kFdLimit / kChunkSize;
+using detail::g_top;
+using detail::kChunkBits;
+using detail::kChunkSize;
+using detail::Slot;
 
-using Slot = std::atomic<Session*>;
-static_assert(Slot::is_always_lock_free, "find() must be async-signal-safe");
-
-std::atomic<Slot*> g_top[kTopSize];
 std::atomic<long> g_live{0};
 std::atomic<const SessionOps*> g_ops{nullptr};
 
@@ -55,14 +52,6 @@ sys::Ret<Slot*> map_chunk(long fd) noexcept {
 }
 
 }  // namespace
-
-Session* find(int fd) noexcept {
-    if (fd < 0) return nullptr;
-    Slot* c = chunk_for(fd);
-    if (c == nullptr) [[likely]]
-        return nullptr;
-    return c[fd & (kChunkSize - 1)].load(std::memory_order_acquire);
-}
 
 sys::Ret<int> insert(int fd, Session* session) noexcept {
     if (fd < 0) return sys::fail<int>(EBADF);

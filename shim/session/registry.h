@@ -14,6 +14,7 @@
 
 #include <sealsock/peer.h>
 
+#include <atomic>
 #include <cstddef>
 
 #include "sys/entry_points.h"
@@ -98,9 +99,28 @@ namespace registry {
 // Largest fd the table can hold, plus one (all non-negative ints).
 inline constexpr long kFdLimit = 1L << 31;
 
+namespace detail {
+// Two levels: 2^16 top-level slots (static, zero) each naming a chunk of 2^15 owner slots (256
+// KiB, mmap'd when the first fd in its range gets an owner). Together they cover every
+// non-negative int; a process that never seals touches nothing but the top level.
+inline constexpr int kChunkBits = 15;
+inline constexpr long kChunkSize = 1L << kChunkBits;
+inline constexpr long kTopSize = kFdLimit / kChunkSize;
+using Slot = std::atomic<Session*>;
+static_assert(Slot::is_always_lock_free, "find() must be async-signal-safe");
+extern std::atomic<Slot*> g_top[kTopSize];
+}  // namespace detail
+
 // The session that owns fd, or null (also for fd < 0). Lock-free, allocation-free,
-// async-signal-safe; may be called before any session exists and from any thread.
-[[nodiscard]] Session* find(int fd) noexcept;
+// async-signal-safe; may be called before any session exists and from any thread. Inline: every
+// hook asks it first, and for an fd the shim does not own it is the whole cost of the hook.
+[[nodiscard]] inline Session* find(int fd) noexcept {
+    if (fd < 0) return nullptr;
+    detail::Slot* c = detail::g_top[fd >> detail::kChunkBits].load(std::memory_order_acquire);
+    if (c == nullptr) [[likely]]
+        return nullptr;
+    return c[fd & (detail::kChunkSize - 1)].load(std::memory_order_acquire);
+}
 
 // The first session owning either fd, or null. Same guarantees as find().
 [[nodiscard]] inline Session* find_any(int fd) noexcept {

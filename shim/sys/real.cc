@@ -17,17 +17,13 @@
 #include "sys/raw.h"
 
 namespace sealsock::sys {
+
+std::atomic<void*> detail::g_real[detail::kSymbolCount];
+char detail::g_missing;
+
 namespace {
 
-enum Symbol : int {
-#define SEALSOCK_SYS_ENUM(ret, name, ...) k_##name,
-    SEALSOCK_FD_ENTRY_POINTS(SEALSOCK_SYS_ENUM) SEALSOCK_REAL_ONLY(SEALSOCK_SYS_ENUM)
-#undef SEALSOCK_SYS_ENUM
-#define SEALSOCK_SYS_ENUM(name) k_##name,
-        SEALSOCK_REAL_VARIADIC(SEALSOCK_SYS_ENUM)
-#undef SEALSOCK_SYS_ENUM
-            kSymbolCount
-};
+using namespace detail;  // Symbol, its k_ names, g_real
 
 constexpr const char* kSymbolNames[kSymbolCount] = {
 #define SEALSOCK_SYS_NAME(ret, name, ...) #name,
@@ -37,11 +33,6 @@ constexpr const char* kSymbolNames[kSymbolCount] = {
         SEALSOCK_REAL_VARIADIC(SEALSOCK_SYS_NAME)
 #undef SEALSOCK_SYS_NAME
 };
-
-// One pointer per real symbol: null until resolved, &g_missing when dlsym found nothing. Written
-// at most once per value (every thread that resolves finds the same pointer), read lock-free.
-std::atomic<void*> g_real[kSymbolCount];
-char g_missing;
 
 // Set while this thread is inside dlsym: a hook that arrives meanwhile (dlsym -> calloc -> an
 // interposed allocator -> write) must not resolve again. initial-exec: static TLS, so reading it

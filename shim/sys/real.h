@@ -18,10 +18,44 @@
 // constructor only) calls dlsym.
 #pragma once
 
+#include <atomic>
+#include <bit>
+
 #include "sys/entry_points.h"
 #include "sys/ret.h"
 
 namespace sealsock::sys {
+
+namespace detail {
+enum Symbol : int {
+#define SEALSOCK_SYS_ENUM(ret, name, ...) k_##name,
+    SEALSOCK_FD_ENTRY_POINTS(SEALSOCK_SYS_ENUM) SEALSOCK_REAL_ONLY(SEALSOCK_SYS_ENUM)
+#undef SEALSOCK_SYS_ENUM
+#define SEALSOCK_SYS_ENUM(name) k_##name,
+        SEALSOCK_REAL_VARIADIC(SEALSOCK_SYS_ENUM)
+#undef SEALSOCK_SYS_ENUM
+            kSymbolCount
+};
+
+// One pointer per real symbol: null until resolved, &g_missing when dlsym found nothing. Written
+// at most once per value (every thread that resolves finds the same pointer), read lock-free.
+extern std::atomic<void*> g_real[kSymbolCount];
+extern char g_missing;
+}  // namespace detail
+
+// The real function behind each fd entry point, for a hook's passthrough: called directly, it
+// leaves errno as the real call did, so the hook returns its result untouched (a tail call; no
+// Ret<T> round trip through errno). Null while not resolved yet or missing: the hook then takes
+// the wrapper below, which resolves or falls back to a direct system call.
+#define SEALSOCK_SYS_PASSTHROUGH(ret, name, params, ...)                            \
+    inline ret(*real_##name() noexcept) params {                                    \
+        void* p = detail::g_real[detail::k_##name].load(std::memory_order_acquire); \
+        if (p == nullptr || p == &detail::g_missing) [[unlikely]]                   \
+            return nullptr;                                                         \
+        return std::bit_cast<ret(*) params>(p);                                     \
+    }
+SEALSOCK_FD_ENTRY_POINTS(SEALSOCK_SYS_PASSTHROUGH)
+#undef SEALSOCK_SYS_PASSTHROUGH
 
 #define SEALSOCK_SYS_DECLARE(ret, name, params, ...) Ret<ret> name params noexcept;
 SEALSOCK_FD_ENTRY_POINTS(SEALSOCK_SYS_DECLARE)
