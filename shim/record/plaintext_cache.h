@@ -27,6 +27,9 @@ namespace sealsock::record {
 // 16,632 bytes.
 class PlaintextCacheState {
   public:
+    // The counts come first: an empty cache touches these bytes only.
+    static constexpr std::size_t kCountsSize = 2 * sizeof(std::uint32_t);
+
     // The buffer to open a record into; valid only while the cache is empty.
     [[nodiscard]] MutableByteView space() {
         return empty() ? MutableByteView(bytes_) : MutableByteView();

@@ -27,6 +27,8 @@ static_assert(ReceiveSide::staging_capacity > record::max_record_size);
 static_assert(ReceiveSide::staging_capacity < (std::size_t{1} << 31));
 
 constexpr int kQuiet = MSG_DONTWAIT;
+// Direct reads of at most this many bytes, with nothing held, go through the stack.
+constexpr std::size_t kScratch = 1024;
 
 // The fields before the buffers; the buffers themselves are left untouched.
 void reset_fields(ReceiveState& state, int rcvlowat) {
@@ -128,6 +130,21 @@ ReceiveSide::Step ReceiveSide::fill_direct(Io& io, MutableByteView out, std::siz
         // prefix is shorter than space + 22; a prefix without a header is shorter than 5.
         const std::size_t want =
             std::min(space + kOverhead - state_->held, staging_capacity - state_->held);
+        if (state_->held == 0 && want <= kScratch) {
+            // A small read goes through the stack, so staging's pages are touched only when a
+            // prefix stays held.
+            std::uint8_t scratch[kScratch];
+            const auto r = recv_some(io, scratch, want, kQuiet);
+            if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
+            const std::size_t got = static_cast<std::size_t>(r.value);
+            std::size_t used = 0;
+            const Step step = open_records(ByteView(scratch, got), out, filled, used);
+            std::memcpy(state_->staging, scratch + used, got - used);
+            state_->held = static_cast<std::uint32_t>(got - used);
+            if (step != Step::ok) return step;
+            if (got < want) return Step::blocked;  // queue drained
+            continue;
+        }
         const auto r = recv_some(io, state_->staging + state_->held, want, kQuiet);
         if (r.value <= 0) return r.value == 0 ? on_fin() : stopped(r);
         state_->held += static_cast<std::uint32_t>(r.value);
@@ -141,9 +158,19 @@ ReceiveSide::Step ReceiveSide::fill_direct(Io& io, MutableByteView out, std::siz
 // Opens every complete record in staging into out[filled..]; keeps the partial one.
 ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& filled) {
     std::size_t used = 0;
+    const Step step = open_records(staged(), out, filled, used);
+    std::memmove(state_->staging, state_->staging + used, state_->held - used);
+    state_->held -= static_cast<std::uint32_t>(used);
+    return step;
+}
+
+// Opens every complete record at the start of `records` into out[filled..]; `used` is what they
+// took (the partial record after them is the caller's to keep).
+ReceiveSide::Step ReceiveSide::open_records(ByteView records, MutableByteView out,
+                                            std::size_t& filled, std::size_t& used) {
     Step step = Step::ok;
     while (step == Step::ok) {
-        const ByteView in(state_->staging + used, state_->held - used);
+        const ByteView in = records.subspan(used);
         const OpenOutcome o = opener_.open(in, out.subspan(filled));
         switch (o.status) {
             case OpenStatus::data:
@@ -169,8 +196,6 @@ ReceiveSide::Step ReceiveSide::open_staged(MutableByteView out, std::size_t& fil
         }
         break;
     }
-    std::memmove(state_->staging, state_->staging + used, state_->held - used);
-    state_->held -= static_cast<std::uint32_t>(used);
     return step;
 }
 

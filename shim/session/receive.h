@@ -42,9 +42,11 @@
 // makes an owning ReceiveSide (its state on the heap, wiped when it goes).
 //
 // Pages. init() writes only the fields before the buffers; a buffer page is touched only when
-// bytes are received or opened into it. When idle() (no prefix held, nothing cached) the buffers
-// hold nothing, and zero-filled buffer memory is a valid idle state, so the owner may give back
-// the pages from `cache` to the end of the state (MADV_REMOVE).
+// bytes are received or opened into it. A small direct read (at most 1 KiB of records, nothing
+// held) goes through the stack, and only a partial record's prefix is copied into staging, so
+// small records leave staging's pages untouched. When idle() (no prefix held, nothing cached) the
+// buffers hold nothing, and zero-filled buffer memory is a valid idle state, so the owner may give
+// back the pages from `cache` to the end of the state (MADV_REMOVE).
 //
 // Thread-safety: none; used under the session's receive lock. Neither allocates nor locks.
 #pragma once
@@ -194,6 +196,8 @@ class ReceiveSide {
     sys::Ret<ssize_t> direct(Io& io, MutableByteView out);
     Step fill_direct(Io& io, MutableByteView out, std::size_t& filled);
     Step open_staged(MutableByteView out, std::size_t& filled);
+    Step open_records(ByteView records, MutableByteView out, std::size_t& filled,
+                      std::size_t& used);
     Step stopped(const sys::Ret<ssize_t>& r);
     Step load_head(Io& io);
     Step read_header(Io& io);

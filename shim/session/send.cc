@@ -40,13 +40,19 @@ Status SendSide::init(SendState& state, const record::SuiteParams& suite, ByteVi
 
 void SendSide::wipe(SendState& state) {
     record::RecordSealer::wipe(state.seal);
-    sodium_memzero(state.buffer, std::min<std::size_t>(state.end, sizeof state.buffer));
+    const std::size_t end = std::min<std::size_t>(state.end, sizeof state.buffer);
+    const std::size_t head = std::min<std::size_t>(state.head, end);
+    sodium_memzero(state.buffer + head, end - head);  // the tail: what the buffer holds
     reset_fields(state);
 }
 
 void SendSide::Wipe::operator()(SendState* state) const {
     wipe(*state);
     delete state;
+}
+
+std::size_t SendSide::small_base() {
+    return SendState::kCapacity - SendState::kSmallRoom;
 }
 
 SendSide::SendSide(int fd, SendState& state) : state_(&state), fd_(fd), sealer_(state.seal) {}
@@ -106,10 +112,13 @@ sys::Ret<ssize_t> SendSide::write(Io& io, ByteView data, int flags, std::uint64_
     std::size_t total = 0;
     while (total < data.size()) {
         const ByteView chunk = data.subspan(total, std::min(data.size() - total, kChunk));
+        const std::size_t base = chunk.size() <= SendState::kSmallWrite ? small_base() : 0;
+        const std::size_t room =
+            base != 0 ? SendState::kSmallRoom - SendState::kAlertRecord : SendState::kSealRoom;
         const record::SealOutcome sealed =
-            sealer_.seal_data(chunk, MutableByteView(s.buffer, SendState::kSealRoom), now);
-        s.head = 0;
-        s.end = static_cast<std::uint32_t>(sealed.written);  // may be a KeyUpdate and no data
+            sealer_.seal_data(chunk, MutableByteView(s.buffer + base, room), now);
+        s.head = static_cast<std::uint32_t>(base);
+        s.end = static_cast<std::uint32_t>(base + sealed.written);  // may be only a KeyUpdate
         if (const int err = send_chunk(io, flags); err != 0)
             return total > 0 ? sys::Ret<ssize_t>{static_cast<ssize_t>(total), 0}
                              : sys::fail<ssize_t>(err);
@@ -130,6 +139,7 @@ sys::Ret<int> SendSide::flush(Io& io) {
 
 bool SendSide::append_alert(record::Alert alert) {
     SendState& s = *state_;
+    if (s.head == s.end) s.head = s.end = static_cast<std::uint32_t>(small_base());
     if (s.end + SendState::kAlertRecord > SendState::kCapacity) {
         std::memmove(s.buffer, s.buffer + s.head, s.end - s.head);
         s.end -= s.head;

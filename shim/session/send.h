@@ -56,9 +56,12 @@
 // sent first by the next, a KeyUpdate sealed by one is followed by all. The constructor from a
 // RecordSealer makes an owning SendSide (its state on the heap, wiped when it goes).
 //
-// Pages. init() writes only the first few hundred bytes; the buffer's pages are touched only as
-// records are sealed into them. When idle() (no tail) the buffer holds nothing, and zero-filled
-// buffer memory is a valid idle state, so the owner may give the pages back (MADV_REMOVE).
+// Pages. The buffer comes first and the fields last; init() writes only the fields. A write of
+// at most kSmallWrite bytes (and an alert into an empty buffer) is sealed at the end of the
+// buffer, next to the fields, so interactive traffic touches only the pages the fields share;
+// larger writes fill the buffer from its start. When idle() (no tail) the buffer holds nothing,
+// and zero-filled buffer memory is a valid idle state, so the owner may give the whole pages of
+// `buffer` back (MADV_REMOVE).
 //
 // Thread-safety: none. The session calls every method under its send lock. write() takes no lock
 // and allocates nothing.
@@ -80,8 +83,9 @@
 
 namespace sealsock {
 
-// The send side in shared-memory form: 65,848 bytes (see the header comment). The fields are the
-// SendSide's; an owner only calls init(), wipe() and idle() and may release `buffer` when idle.
+// The send side in shared-memory form: 65,856 bytes (see the header comment). The fields are the
+// SendSide's; an owner only calls init(), wipe() and idle() and may release the whole pages of
+// `buffer` when idle.
 struct SendState {
     // Plaintext sealed per seal_data() call: four full records.
     static constexpr std::size_t kChunk = 4 * record::max_plaintext;
@@ -94,18 +98,28 @@ struct SendState {
     // A whole tail can always be followed by one alert.
     static constexpr std::size_t kCapacity = kSealRoom + kAlertRecord;
 
+    // A write of at most kSmallWrite bytes, and an alert into an empty buffer, are sealed at the
+    // end of the buffer (room for the record, a KeyUpdate before it and an alert after it), next
+    // to the fields: with the fields after the buffer, interactive traffic touches no page but
+    // the fields' own (shared.h places that page).
+    static constexpr std::size_t kSmallWrite = 2048;
+    static constexpr std::size_t kSmallRoom =
+        kKeyUpdateRecord + kSmallWrite + record::record_overhead + kAlertRecord;
     // True when the buffer holds nothing (no tail): its pages may be released.
     [[nodiscard]] bool idle() const { return head == end; }
 
+    // The buffer first, so that its last page is the fields' page and the others are touched
+    // only by writes larger than kSmallWrite.
+    std::uint8_t buffer[kCapacity];  // ciphertext only
     record::SealState seal;
     std::uint32_t head;  // the tail is buffer[head, end)
     std::uint32_t end;
     int broken;  // errno that made the send side drop a sealed chunk; 0 while whole
     bool closed;
-    std::uint8_t buffer[kCapacity];  // ciphertext only
 };
 static_assert(std::is_standard_layout_v<SendState> && std::is_trivially_copyable_v<SendState>);
-static_assert(sizeof(SendState) <= 65848);
+static_assert(sizeof(SendState) <= 65856);
+static_assert(SendState::kSmallRoom < SendState::kCapacity);
 
 class SendSide {
   public:
@@ -113,7 +127,7 @@ class SendSide {
 
     // Fills `state` (any contents before, zeroed memory included) for a connection whose write
     // key is `secret` at sequence number `seq`, rotating by `policy`; `now` as for write(). Writes
-    // only the fields before the buffer. On failure the state is wiped (writes fail with EIO).
+    // only the fields, never the buffer. On failure the state is wiped (writes fail with EIO).
     static Status init(SendState& state, const record::SuiteParams& suite, ByteView secret,
                        std::uint64_t seq, record::RotationPolicy policy, std::uint64_t now);
     // Wipes the keys and whatever the buffer holds (sodium_memzero); every later write() fails
@@ -176,6 +190,8 @@ class SendSide {
     // Fails a call that cannot send: the kernel's errno for a zero-length send, else `err`.
     [[nodiscard]] int refuse(Io& io, int flags, int err);
     [[nodiscard]] bool append_alert(record::Alert alert);
+    // Where a small write (or an alert into an empty buffer) is sealed: the buffer's end.
+    [[nodiscard]] static std::size_t small_base();
 
     std::unique_ptr<SendState, Wipe> owned_;  // set for an owning SendSide only
     SendState* state_;

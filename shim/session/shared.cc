@@ -56,7 +56,7 @@ namespace shared {
 namespace {
 
 constexpr std::uint64_t kMagic = 0x73656c73736f636bULL;  // "sealssock", format 1
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: the send half first, one busy page per slot
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kSlotSize = (sizeof(SharedSession) + kPage - 1) / kPage * kPage;
 constexpr std::size_t kSlotsPerChunk = 256;  // each chunk is one of the shim's own fds
@@ -163,7 +163,8 @@ SharedSession* grow_and_claim() {
 }
 
 void init_slot(SharedSession& s, std::uint64_t cookie) {
-    // Everything before the held bytes; the buffers are touched only when used.
+    // The fields between the two halves; the halves are initialised when the keys arrive and
+    // their buffers touched only when used.
     std::memset(reinterpret_cast<std::uint8_t*>(&s) + offsetof(SharedSession, cookie), 0,
                 offsetof(SharedSession, receive) - offsetof(SharedSession, cookie));
     s.generation += 1;
@@ -216,7 +217,8 @@ void detach(SharedSession& s) noexcept {
     if (s.sides_ready) {  // keys and buffers wiped, pages given back
         ReceiveSide::wipe(s.receive);
         SendSide::wipe(s.send);
-        release_pages(&s.receive, sizeof s.receive + sizeof s.send);
+        release_pages(s.send.buffer, sizeof s.send.buffer);
+        release_pages(&s.receive.cache, sizeof s.receive - offsetof(ReceiveState, cache));
         s.sides_ready = false;
     }
     pthread_cond_destroy(&s.settled);

@@ -62,6 +62,19 @@ class SharedMutex {
 struct SharedSession {
     static constexpr std::size_t kHeldLimit = 256 * 1024;
     static constexpr std::size_t kTextSize = 96;
+    static constexpr std::size_t kPage = 4096;
+    // Where the send buffer ends within its page: the small writes sealed at its end, the send
+    // fields, the fields below and the receive fields all fit in that one page (the static_assert
+    // after the struct), so an idle connection, or one that only exchanges small records, touches
+    // that page alone. Slots are page-aligned (shared.cc).
+    static constexpr std::size_t kSendEndInPage = 2560;
+    static constexpr std::size_t kLead =
+        (kSendEndInPage + kPage - SendState::kCapacity % kPage) % kPage;
+
+    // Never touched: places the page boundaries (see kSendEndInPage).
+    std::uint8_t lead[kLead];
+    // The send half (send.h): its buffer first, its fields last, on the slot's one busy page.
+    SendState send;
 
     std::atomic<std::uint32_t> in_use;   // 0 free, 1 in use (allocation by compare-and-swap)
     std::uint32_t generation;            // bumped at each allocation, for log lines
@@ -104,12 +117,20 @@ struct SharedSession {
     bool sides_ready;  // receive and send below hold keys (set once, by establish)
     std::size_t held_size;
 
-    // The two halves (receive.h, send.h): initialised when the keys arrive; every process reads
-    // and writes them through its own views, under recv_mu and send_mu.
+    // The receive half (receive.h): its fields first, then the cache and staging. The two halves
+    // are initialised when the keys arrive; every process reads and writes them through its own
+    // views, under recv_mu and send_mu.
     ReceiveState receive;
-    SendState send;
     std::uint8_t held[kHeldLimit];  // plaintext written before the keys arrived
 };
+
+// The one page an idle slot touches: from the small writes at the end of the send buffer to the
+// cache's counts in the receive half (the cache's bytes and staging may go on).
+static_assert((offsetof(SharedSession, send) + SendState::kCapacity - SendState::kSmallRoom) /
+                  SharedSession::kPage ==
+              (offsetof(SharedSession, receive) + offsetof(ReceiveState, cache) +
+               record::PlaintextCacheState::kCountsSize) /
+                  SharedSession::kPage);
 
 namespace shared {
 
