@@ -12,11 +12,13 @@
 
 #include <array>
 #include <cerrno>
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -392,8 +394,22 @@ bool apply_client_names(SSL* ssl, const std::string& server_name, const Expectat
     return SSL_set1_host(ssl, expect.name.c_str()) == 1;
 }
 
-std::optional<ErrorReply> make_context(Engine& e, const HandshakeSetup& setup,
-                                       const std::string& suites) {
+// What a TLS context depends on: two handshakes with equal keys can share one. The pointers stay
+// unique while the context lives, because it holds references to the certificate, key and trust
+// anchors (a reloaded file yields new objects, hence a new key).
+struct ContextKey {
+    Role role;
+    bool pinned;
+    std::string suites;
+    const void* certificate;
+    const void* chain;
+    const void* key;
+    const void* trust;
+    auto operator<=>(const ContextKey&) const = default;
+};
+
+std::optional<ErrorReply> build_context(Engine& e, const HandshakeSetup& setup,
+                                        const std::string& suites) {
     e.ctx.reset(SSL_CTX_new(e.role == Role::client ? TLS_client_method() : TLS_server_method()));
     if (e.ctx == nullptr || !apply_fixed_settings(e.ctx.get(), e.role) ||
         SSL_CTX_set_ciphersuites(e.ctx.get(), suites.c_str()) != 1)
@@ -401,6 +417,49 @@ std::optional<ErrorReply> make_context(Engine& e, const HandshakeSetup& setup,
                           "cannot set up a TLS context (" + openssl_reason() + ")"};
     if (auto refused = apply_identity(e.ctx.get(), setup)) return refused;
     install_verification(e.ctx.get(), e);
+    return std::nullopt;
+}
+
+}  // namespace
+
+struct ContextCache::Impl {
+    std::map<ContextKey, std::unique_ptr<SSL_CTX, CtxFree>> contexts;
+};
+
+ContextCache::ContextCache() : impl_(std::make_unique<Impl>()) {}
+ContextCache::~ContextCache() = default;
+
+void ContextCache::clear() {
+    impl_->contexts.clear();
+}
+
+std::size_t ContextCache::size() const {
+    return impl_->contexts.size();
+}
+
+namespace {
+
+// The engine's context: the cached one for this setup, else a new one (cached if there is a
+// cache). Only a context that was set up completely is cached.
+std::optional<ErrorReply> make_context(
+    Engine& e, const HandshakeSetup& setup, const std::string& suites,
+    std::map<ContextKey, std::unique_ptr<SSL_CTX, CtxFree>>* cache) {
+    if (cache == nullptr) return build_context(e, setup, suites);
+    const ContextKey key{
+        e.role,      e.role == Role::client && e.expect.kind == Expectation::Kind::pin,
+        suites,      setup.certificate,
+        setup.chain, setup.key,
+        setup.trust};
+    if (auto it = cache->find(key); it != cache->end()) {
+        if (SSL_CTX_up_ref(it->second.get()) != 1)
+            return ErrorReply{ErrorCode::internal, "cannot reuse a TLS context"};
+        e.ctx.reset(it->second.get());
+        return std::nullopt;
+    }
+    if (auto refused = build_context(e, setup, suites)) return refused;
+    if (SSL_CTX_up_ref(e.ctx.get()) != 1) return std::nullopt;  // used once, not cached
+    if (cache->size() >= ContextCache::capacity) cache->clear();
+    cache->emplace(key, std::unique_ptr<SSL_CTX, CtxFree>(e.ctx.get()));
     return std::nullopt;
 }
 
@@ -450,7 +509,9 @@ std::string peer_label(Role role, const std::string& server_name, const std::str
 }
 
 // Sets `e` up for a handshake on `fd`; `e` must not move afterwards (OpenSSL points to it).
-std::optional<ErrorReply> prepare_engine(Engine& e, int fd, const HandshakeSetup& setup) {
+std::optional<ErrorReply> prepare_engine(
+    Engine& e, int fd, const HandshakeSetup& setup,
+    std::map<ContextKey, std::unique_ptr<SSL_CTX, CtxFree>>* contexts) {
     auto address = connected_tcp_peer(fd);
     if (auto* refused = std::get_if<ErrorReply>(&address)) return std::move(*refused);
     if (setup.certificate == nullptr || setup.key == nullptr || setup.trust == nullptr)
@@ -469,7 +530,7 @@ std::optional<ErrorReply> prepare_engine(Engine& e, int fd, const HandshakeSetup
     }
     auto suites = suite_list(setup.request.suites);
     if (!suites) return ErrorReply{ErrorCode::bad_request, suites.error().message};
-    if (auto refused = make_context(e, setup, suites.value())) return refused;
+    if (auto refused = make_context(e, setup, suites.value(), contexts)) return refused;
     if (auto conn = make_connection(e, setup); !conn)
         return ErrorReply{ErrorCode::internal, conn.error().message};
     return std::nullopt;
@@ -684,11 +745,13 @@ Handshake::Handshake(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
 Handshake::~Handshake() = default;
 
-std::variant<std::unique_ptr<Handshake>, ErrorReply> Handshake::prepare(
-    int fd, const HandshakeSetup& setup) {
+std::variant<std::unique_ptr<Handshake>, ErrorReply> Handshake::prepare(int fd,
+                                                                        const HandshakeSetup& setup,
+                                                                        ContextCache* contexts) {
     ERR_clear_error();
     auto state = std::make_unique<State>();
-    auto error = prepare_engine(state->engine, fd, setup);
+    auto error = prepare_engine(state->engine, fd, setup,
+                                contexts != nullptr ? &contexts->impl_->contexts : nullptr);
     ERR_clear_error();
     if (error) return std::move(*error);
     return std::unique_ptr<Handshake>(new Handshake(std::move(state)));

@@ -25,6 +25,7 @@
 #include <sealsock/agent_protocol.h>
 #include <sealsock/result.h>
 
+#include <cstddef>
 #include <memory>
 #include <variant>
 
@@ -47,6 +48,34 @@ struct HandshakeSetup {
     std::string identity_name;       // reported back in the reply
 };
 
+// TLS contexts kept for reuse. Building an SSL_CTX costs OpenSSL 3 a round of algorithm fetches
+// and list building, and setting the identity checks the key against the certificate: about a
+// sixth of an agent's CPU per handshake when done for each one. A context depends only on the
+// role, the suites, the verification mode (CA and name, or pin), the identity (certificate,
+// chain, key) and the trust anchors, so one is built per combination and each handshake makes
+// its SSL from it. A cached context holds references to the key and the trust anchors: clear()
+// whenever the identity store changes (lock, unlock, reload), so a locked key is freed at once
+// and a renewed certificate is used for the next handshake. At most `capacity` contexts are kept
+// (the whole cache is dropped when it is full).
+//
+// Thread-safety: none; the agent's event loop owns it. Handshakes running on worker threads
+// share a context through their SSL, which OpenSSL allows.
+class ContextCache {
+  public:
+    static constexpr std::size_t capacity = 64;
+    ContextCache();
+    ~ContextCache();
+    ContextCache(const ContextCache&) = delete;
+    ContextCache& operator=(const ContextCache&) = delete;
+    void clear();
+    [[nodiscard]] std::size_t size() const;
+
+  private:
+    friend class Handshake;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 class Handshake {
   public:
     enum class Want { read, write, done };
@@ -58,9 +87,11 @@ class Handshake {
     // reset; bad_request for an unknown suite code, a malformed `expect` (or a client request
     // with neither server_name nor expect) or a malformed access-list entry; no_identity when
     // certificate, chain and key do not fit; internal for missing setup objects or OpenSSL
-    // allocation failures. Any thread may call it.
+    // allocation failures. With `contexts`, the TLS context comes from (or goes into) that
+    // cache; without, a fresh one is built. Any thread may call it (the cache's owner only, with
+    // a cache).
     static std::variant<std::unique_ptr<Handshake>, agent::ErrorReply> prepare(
-        int fd, const HandshakeSetup& setup);
+        int fd, const HandshakeSetup& setup, ContextCache* contexts = nullptr);
     ~Handshake();
     Handshake(const Handshake&) = delete;
     Handshake& operator=(const Handshake&) = delete;

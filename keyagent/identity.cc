@@ -260,6 +260,7 @@ Status IdentityStore::load_trust() {
 Status IdentityStore::unlock(ByteView passphrase) {
     bool any_locked = false, opened = false;
     std::string last_error;
+    ++generation_;
     for (auto& e : entries_) {
         if (e->key != nullptr) continue;
         any_locked = true;
@@ -277,6 +278,7 @@ Status IdentityStore::unlock(ByteView passphrase) {
 }
 
 void IdentityStore::lock() {
+    ++generation_;
     for (auto& e : entries_)
         if (e->encrypted) e->set_key(nullptr);
     passphrase_ = SecureBuffer();
@@ -294,12 +296,17 @@ bool IdentityStore::has_encrypted_keys() const {
 
 std::vector<std::string> IdentityStore::reload_if_changed() {
     std::vector<std::string> problems;
-    if (!(stamp_of(trust_file_) == trust_stamp_))
+    if (!(stamp_of(trust_file_) == trust_stamp_)) {
+        ++generation_;
         if (Status s = load_trust(); !s) problems.push_back(s.error().message);
+    }
     for (auto& e : entries_) {
-        if (!(stamp_of(e->files.certificate) == e->cert_stamp))
+        if (!(stamp_of(e->files.certificate) == e->cert_stamp)) {
+            ++generation_;
             if (Status s = e->load_certificate(); !s) problems.push_back(s.error().message);
+        }
         if (!(stamp_of(e->files.key) == e->key_stamp)) {
+            ++generation_;
             const ByteView pass = passphrase_.valid() ? passphrase_.view() : ByteView();
             if (Status s = e->load_key_with(pass); !s) problems.push_back(s.error().message);
         }

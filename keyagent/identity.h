@@ -87,6 +87,11 @@ class IdentityStore {
     std::variant<Credentials, agent::ErrorReply> resolve(const std::string& name,
                                                          const std::string& program) const;
 
+    // Changes whenever lock, unlock or reload may have changed what resolve() returns (a new
+    // key, certificate or trust store), so a cache built from resolved credentials knows when
+    // to drop them.
+    [[nodiscard]] std::uint64_t generation() const { return generation_; }
+
     // One line per identity for `status`: name, subject, expiry, locked or not.
     [[nodiscard]] std::vector<std::string> describe() const;
 
@@ -99,6 +104,7 @@ class IdentityStore {
     X509_STORE* trust_ = nullptr;
     FileStamp trust_stamp_;
     SecureBuffer passphrase_;
+    std::uint64_t generation_ = 0;
 };
 
 // Makes OpenSSL allocate private keys from its secure heap (mlocked, wiped on free). Call once at

@@ -13,7 +13,9 @@
 #     accepted past CA and name, pin mismatch; refusal arriving after the handoff; TLS 1.2-only
 #     server; no common suite; a silent server; a server that hangs up;
 #   - refused setups: not a TCP socket, not connected, bad suite, bad expect, bad access entry,
-#     mismatched key.
+#     mismatched key;
+#   - handshakes through a ContextCache, as the agent runs them: equal setups share one context,
+#     while the pin, the server name and the access list are still decided per handshake.
 # One line per scenario; exits non-zero if any failed.
 #
 # PKI (EC P-256):

@@ -212,8 +212,9 @@ Outcome drive(Handshake& hs, int fd, Clock::time_point end) {
     return o;
 }
 
-Outcome run_engine(int fd, const HandshakeSetup& setup) {
-    auto prepared = Handshake::prepare(fd, setup);
+Outcome run_engine(int fd, const HandshakeSetup& setup,
+                   keyagent::ContextCache* contexts = nullptr) {
+    auto prepared = Handshake::prepare(fd, setup, contexts);
     if (auto* error = std::get_if<agent::ErrorReply>(&prepared)) return {false, {}, *error};
     auto& hs = *std::get<std::unique_ptr<Handshake>>(prepared);
     return drive(hs, fd, Clock::now() + std::chrono::milliseconds(setup.request.timeout_ms));
@@ -380,6 +381,7 @@ struct Context {
     const Options& o;
     TempDir dir;
     std::unique_ptr<X509_STORE, StoreFree> trust;  // the test CA
+    keyagent::ContextCache* contexts = nullptr;    // serve() and connect_to() use it if set
     explicit Context(const Options& opts)
         : o(opts), dir(opts.tmpdir), trust(load_trust(opts, "ca.pem")) {}
 };
@@ -453,7 +455,7 @@ ServerRun serve(Context& c, std::uint16_t suite, const std::string& client_cert,
     setup.request.service = "redis";
     setup.request.allow = std::move(allow);
     setup.request.suites = {suite};
-    run.outcome = run_engine(run.fd.get(), setup);
+    run.outcome = run_engine(run.fd.get(), setup, c.contexts);
     return run;
 }
 
@@ -471,7 +473,7 @@ ClientRun connect_to(Context& c, const std::string& server_cert, HandshakeSetup 
     run.peer = std::make_unique<PeerProcess>(s_server_args(c, server_cert, server_ca, extra),
                                              c.dir.path(), "s_server");
     run.fd = connect_loopback(listening_port(*run.peer));
-    run.outcome = run_engine(run.fd.get(), setup);
+    run.outcome = run_engine(run.fd.get(), setup, c.contexts);
     return run;
 }
 
@@ -878,6 +880,51 @@ std::string client_server_hangs_up(Context& c) {
 }
 
 // ================================================================================================
+// Scenario: handshakes sharing cached TLS contexts (as the agent runs them)
+
+std::string context_cache(Context& c) {
+    keyagent::ContextCache cache;
+    c.contexts = &cache;
+    struct Restore {
+        Context& c;
+        ~Restore() { c.contexts = nullptr; }
+    } restore{c};
+    const Identity alice = load_identity(c.o, "alice");
+    for (int i = 0; i < 2; ++i) {
+        ClientRun run = connect_to(c, "server", client_setup(alice, c.trust.get(), "localhost"));
+        check(run.outcome.ok,
+              "a client handshake from the cache failed: " + outcome_text(run.outcome));
+        exchange(run.fd.get(), run.outcome.reply, *run.peer);
+    }
+    check(cache.size() == 1, "two equal client handshakes did not share one context");
+    // The pin replaces the CA check in the pinned context only: the next unpinned handshake to
+    // the same untrusted server must still be refused.
+    const std::string pin =
+        "sha256:" + keyagent::fingerprint_hex(fingerprint_of(load_identity(c.o, "rogue")));
+    ClientRun pinned =
+        connect_to(c, "rogue", client_setup(alice, c.trust.get(), "db1.example", pin));
+    check(pinned.outcome.ok, "the pinned handshake failed: " + outcome_text(pinned.outcome));
+    ClientRun unpinned = connect_to(c, "rogue", client_setup(alice, c.trust.get(), "localhost"));
+    expect_error(unpinned.outcome, ErrorCode::peer_untrusted, {"not trusted"});
+    check(cache.size() == 2, "the pinned and the CA-checked client shared a context");
+    // The server's access list and name checks are per handshake, not per context.
+    ServerRun admitted = serve(c, 0x1301, "alice", {"cn:alice"});
+    check(admitted.outcome.ok, "the server handshake failed: " + outcome_text(admitted.outcome));
+    exchange(admitted.fd.get(), admitted.outcome.reply, *admitted.peer);
+    ServerRun denied = serve(c, 0x1301, "bob", {"cn:alice"});
+    expect_error(denied.outcome, ErrorCode::access_denied, {"CN=bob"});
+    ClientRun wrong_name =
+        connect_to(c, "server", client_setup(alice, c.trust.get(), "db1.example"));
+    expect_error(wrong_name.outcome, ErrorCode::peer_name_mismatch, {"db1.example"});
+    check(cache.size() == 4,
+          "expected 4 contexts (client, pinned client, one per loaded server identity), got " +
+              std::to_string(cache.size()));
+    cache.clear();
+    check(cache.size() == 0, "clear() left contexts behind");
+    return "equal handshakes share a context; pin, access list and names still checked each time";
+}
+
+// ================================================================================================
 // Scenarios: refusals before any byte is sent
 
 std::string bad_setup(Context& c) {
@@ -1018,6 +1065,10 @@ std::vector<Scenario> scenarios() {
         {"client_silent_server", "server accepts nothing and says nothing -> timeout at expire()",
          client_silent_server},
         {"client_server_hangs_up", "server closes at once -> peer_closed", client_server_hangs_up},
+        {"context_cache",
+         "handshakes through a ContextCache: equal setups share a context; pin, names and access "
+         "list still decided per handshake",
+         context_cache},
         {"bad_setup",
          "non-TCP and unconnected fds -> not_a_socket; bad suite/expect/access entry -> "
          "bad_request; bad key -> no_identity",
