@@ -120,10 +120,16 @@ std::string now_rfc3339() {
     return fmt::format("{}.{:03}Z", std::string_view(text, n), ts.tv_nsec / 1000000);
 }
 
-std::string exe_path() {
-    char path[4096];
-    const ssize_t n = readlink("/proc/self/exe", path, sizeof path);
-    return n > 0 ? std::string(path, static_cast<std::size_t>(n)) : std::string();
+// The program's executable, read once per program image (an exec starts a new one): a readlink
+// of /proc/self/exe for every record showed in the profile of a sealed server answering one
+// connection per request. Never destroyed: events may come from exit handlers.
+const std::string& exe_path() {
+    static const std::string* const exe = [] {
+        char path[4096];
+        const ssize_t n = readlink("/proc/self/exe", path, sizeof path);
+        return new std::string(n > 0 ? std::string(path, static_cast<std::size_t>(n)) : "");
+    }();
+    return *exe;
 }
 
 struct Sink {
@@ -214,8 +220,7 @@ void set_destination(std::string destination) {
 void write(const Record& record) noexcept {
     const int saved_errno = errno;
     try {
-        const std::string exe = exe_path();
-        const Process process{getpid(), getuid(), exe};
+        const Process process{getpid(), getuid(), exe_path()};
         const std::string json = json_line(record, process, now_rfc3339());
         Sink& s = sink();
         std::lock_guard lock(s.mu);
