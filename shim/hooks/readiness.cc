@@ -19,12 +19,11 @@
 #include <poll.h>
 #include <sys/epoll.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <mutex>
-#include <unordered_map>
-#include <utility>
 
 #include "hooks/dispatch.h"
 #include "sys/confined.h"
@@ -56,93 +55,62 @@ struct Registration {
     std::uint32_t events = 0;
 };
 
-// Indexed both ways: by (epoll instance, fd) for epoll_ctl, and by (epoll instance, data word)
-// for the events epoll_wait returns. Programs add and delete registrations at their request rate
-// (redis-benchmark: five epoll_ctl calls per request), so neither may scan. A registration that
-// cannot be stored (no memory) is left unfiltered, as one made before the fd was sealed.
 class Registrations {
   public:
     void remember(int epfd, int fd, const epoll_event& ev) noexcept {
         std::lock_guard lock(mu_);
-        try {
-            const auto [it, added] = by_fd_.try_emplace(key(epfd, fd));
-            if (!added) unindex(it->second);
-            it->second = {epfd, fd, ev.data.u64, ev.events};
-            try {
-                by_data_.emplace(key(epfd, it->second.data), fd);
-            } catch (...) {
-                by_fd_.erase(it);
-                throw;
+        Registration* free_slot = nullptr;
+        for (Registration& r : table_) {
+            if (r.epfd == epfd && r.fd == fd) {
+                r.data = ev.data.u64;
+                r.events = ev.events;
+                return;
             }
-        } catch (...) {
+            if (r.epfd < 0 && free_slot == nullptr) free_slot = &r;
         }
-        count_.store(by_fd_.size(), std::memory_order_release);
+        if (free_slot == nullptr) return;  // full: this registration is not filtered
+        *free_slot = {epfd, fd, ev.data.u64, ev.events};
+        count_.fetch_add(1, std::memory_order_release);
     }
 
     void forget(int epfd, int fd) noexcept {
         if (count_.load(std::memory_order_acquire) == 0) return;
         std::lock_guard lock(mu_);
-        const auto it = by_fd_.find(key(epfd, fd));
-        if (it == by_fd_.end()) return;
-        drop(it);
+        for (Registration& r : table_)
+            if (r.epfd == epfd && (fd < 0 || r.fd == fd)) drop(r);
     }
 
     // The registration an event of `epfd` with `data` came from, if it is a sealed fd's.
     bool find(int epfd, std::uint64_t data, Registration& out) noexcept {
         if (count_.load(std::memory_order_acquire) == 0) return false;
         std::lock_guard lock(mu_);
-        auto [first, last] = by_data_.equal_range(key(epfd, data));
-        while (first != last) {
-            const int fd = first->second;
-            ++first;
-            const auto it = by_fd_.find(key(epfd, fd));
-            if (it == by_fd_.end()) continue;
-            if (registry::find(fd) == nullptr) {  // closed since: forget it
-                drop(it);
+        for (Registration& r : table_) {
+            if (r.epfd != epfd || r.data != data) continue;
+            if (registry::find(r.fd) == nullptr) {  // closed since: forget it
+                drop(r);
                 continue;
             }
-            out = it->second;
+            out = r;
             return true;
         }
         return false;
     }
 
   private:
-    using Key = std::pair<int, std::uint64_t>;
-    struct KeyHash {
-        std::size_t operator()(const Key& k) const noexcept {
-            const std::uint64_t h = k.second * 0x9e3779b97f4a7c15ULL;
-            return static_cast<std::size_t>(h ^ (h >> 29) ^ static_cast<std::uint32_t>(k.first));
-        }
-    };
-    static Key key(int epfd, std::uint64_t second) noexcept { return {epfd, second}; }
-    static Key key(int epfd, int fd) noexcept { return {epfd, static_cast<std::uint32_t>(fd)}; }
-
-    void unindex(const Registration& r) noexcept {
-        auto [first, last] = by_data_.equal_range(key(r.epfd, r.data));
-        for (; first != last; ++first)
-            if (first->second == r.fd) {
-                by_data_.erase(first);
-                return;
-            }
-    }
-
-    void drop(std::unordered_map<Key, Registration, KeyHash>::iterator it) noexcept {
-        unindex(it->second);
-        by_fd_.erase(it);
-        count_.store(by_fd_.size(), std::memory_order_release);
+    void drop(Registration& r) noexcept {
+        if (r.epfd < 0) return;
+        r = {};
+        count_.fetch_sub(1, std::memory_order_release);
     }
 
     std::mutex mu_;
-    std::atomic<std::size_t> count_{0};
-    std::unordered_map<Key, Registration, KeyHash> by_fd_;
-    std::unordered_multimap<Key, int, KeyHash> by_data_;
+    std::atomic<int> count_{0};
+    std::array<Registration, 1024> table_{};
 };
 
-// Never destroyed: hooks run in other threads and in exit handlers after static destructors.
 Registrations& registrations() noexcept {
-    static Registrations* const r = new Registrations();
-    return *r;
+    static Registrations r;
+    return r;
 }
 
 // --- filtering --------------------------------------------------------------------------------
