@@ -699,6 +699,15 @@ bool admit(Engine& e, const CertificateFacts& peer, const record::SuiteParams& s
 // The handshake is complete: checks what it produced and builds the reply (or the refusal).
 void complete(Engine& e) {
     SSL* ssl = e.ssl.get();
+    if (e.role == Role::server) {
+        // The client's last flight has just been read, and its program's first request follows
+        // as a separate small segment, which Nagle holds until that flight is acknowledged. A
+        // delayed ACK (40 ms on Linux) made every sealed connection take 44 ms to open on
+        // loopback instead of 3 ms. Acknowledge now: TCP_QUICKACK is a one-time hint to the
+        // kernel, not a lasting setting of the program's socket.
+        const int one = 1;
+        (void)setsockopt(e.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
     const record::SuiteParams* suite =
         record::find_suite(SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(ssl)));
     if (SSL_version(ssl) != TLS1_3_VERSION || suite == nullptr)
