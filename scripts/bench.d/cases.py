@@ -277,25 +277,41 @@ def measure_memory(case, total):
     return lambda ctx: hold_connections(ctx, case, ctx.sizes.get(total, total))
 
 
+# A process here may hold at most 20,000 descriptors (the hard limit, which even root cannot
+# raise on this machine), and a sealed connection holds two: the program's socket and the shim's
+# anchor. So at most this many connections are held by one process; more are spread evenly over
+# several server and client pairs, the same in every configuration.
+CONNS_PER_PROCESS = 5000
+
+
 def hold_connections(ctx, case, total):
-    server = Server("hold-server", lambda b, port, n: NETPROBE + ["hold-server", str(port)])
-    link = ctx.link(server)
-    srv_pid = ctx.procs.started[-1].pid
+    pairs = -(-total // CONNS_PER_PROCESS)
     warm = 32
-    client = ctx.procs.start("hold", link.wrap(NETPROBE + ["hold", "127.0.0.1", str(link.port),
-                                                           str(warm), str(total)]),
-                             group=ctx.bench.client_cpu, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE)
+    holders = []  # (server pid, client)
+    for i in range(pairs):
+        server = Server(f"hold-server-{i}",
+                        lambda b, port, n: NETPROBE + ["hold-server", str(port)])
+        link = ctx.link(server)
+        srv_pid = ctx.procs.started[-1].pid
+        share = total // pairs + (1 if i < total % pairs else 0)
+        client = ctx.procs.start(f"hold-{i}", link.wrap(
+            NETPROBE + ["hold", "127.0.0.1", str(link.port), str(warm), str(share)]),
+            group=ctx.bench.client_cpu, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        holders.append((srv_pid, client))
     samples = []
     for step in ("warm", "full"):
-        line = client.stdout.readline().decode().strip()
-        if line != step:
-            raise BenchError(f"the holding client said {line!r}, not {step!r}: {tail(client.log, 1)}")
+        for _, client in holders:
+            line = client.stdout.readline().decode().strip()
+            if line != step:
+                raise BenchError(f"the holding client said {line!r}, not {step!r}: "
+                                 f"{tail(client.log, 1)}")
         time.sleep(0.5)
-        samples.append((rss_bytes(srv_pid), rss_bytes(client.pid)))
-        client.stdin.write(b"next\n")
-        client.stdin.flush()
-    n = total - warm
+        samples.append((sum(rss_bytes(pid) for pid, _ in holders),
+                        sum(rss_bytes(client.pid) for _, client in holders)))
+        for _, client in holders:
+            client.stdin.write(b"next\n")
+            client.stdin.flush()
+    n = total - warm * pairs
     return {case: (samples[1][0] - samples[0][0]) / n,
             f"{case}-client": (samples[1][1] - samples[0][1]) / n}
 
