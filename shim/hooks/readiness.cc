@@ -60,7 +60,8 @@ class Registrations {
     void remember(int epfd, int fd, const epoll_event& ev) noexcept {
         std::lock_guard lock(mu_);
         Registration* free_slot = nullptr;
-        for (Registration& r : table_) {
+        for (int i = 0; i < used_; ++i) {
+            Registration& r = table_[i];
             if (r.epfd == epfd && r.fd == fd) {
                 r.data = ev.data.u64;
                 r.events = ev.events;
@@ -68,7 +69,11 @@ class Registrations {
             }
             if (r.epfd < 0 && free_slot == nullptr) free_slot = &r;
         }
-        if (free_slot == nullptr) return;  // full: this registration is not filtered
+        if (free_slot == nullptr) {
+            if (used_ == static_cast<int>(table_.size()))
+                return;  // full: this registration is not filtered
+            free_slot = &table_[used_++];
+        }
         *free_slot = {epfd, fd, ev.data.u64, ev.events};
         count_.fetch_add(1, std::memory_order_release);
     }
@@ -76,24 +81,30 @@ class Registrations {
     void forget(int epfd, int fd) noexcept {
         if (count_.load(std::memory_order_acquire) == 0) return;
         std::lock_guard lock(mu_);
-        for (Registration& r : table_)
+        for (int i = 0; i < used_; ++i) {
+            Registration& r = table_[i];
             if (r.epfd == epfd && (fd < 0 || r.fd == fd)) drop(r);
+        }
+        trim();
     }
 
     // The registration an event of `epfd` with `data` came from, if it is a sealed fd's.
     bool find(int epfd, std::uint64_t data, Registration& out) noexcept {
         if (count_.load(std::memory_order_acquire) == 0) return false;
         std::lock_guard lock(mu_);
-        for (Registration& r : table_) {
+        bool found = false;
+        for (int i = 0; i < used_ && !found; ++i) {
+            Registration& r = table_[i];
             if (r.epfd != epfd || r.data != data) continue;
             if (registry::find(r.fd) == nullptr) {  // closed since: forget it
                 drop(r);
                 continue;
             }
             out = r;
-            return true;
+            found = true;
         }
-        return false;
+        trim();
+        return found;
     }
 
   private:
@@ -103,8 +114,15 @@ class Registrations {
         count_.fetch_sub(1, std::memory_order_release);
     }
 
+    // Scans stop at used_: free entries at the end of the table are given back to it.
+    void trim() noexcept {
+        while (used_ > 0 && table_[used_ - 1].epfd < 0)
+            --used_;
+    }
+
     std::mutex mu_;
     std::atomic<int> count_{0};
+    int used_ = 0;  // entries [used_, end) are free (under mu_)
     std::array<Registration, 1024> table_{};
 };
 
