@@ -1,40 +1,41 @@
 #include "record/key_schedule.h"
 
 #include <openssl/core_names.h>
-#include <openssl/kdf.h>
-#include <openssl/params.h>
 
 #include <array>
 #include <cstdint>
 
+#include "record/libcrypto.h"
 #include "record/wire.h"
 
 namespace sealsock::record {
 namespace {
 
-EVP_KDF* hkdf() {
+EVP_KDF* hkdf(const Libcrypto& c) {
     // Fetched once per process: fetching costs more than the derivation itself.
-    static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_HKDF, nullptr);
+    static EVP_KDF* const kdf = c.EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_HKDF, nullptr);
     return kdf;
 }
 
 bool hkdf_expand(const char* digest, ByteView prk, ByteView info, MutableByteView out) {
-    EVP_KDF* kdf = hkdf();
+    const Libcrypto* c = libcrypto();
+    if (c == nullptr) return false;
+    EVP_KDF* kdf = hkdf(*c);
     if (kdf == nullptr) return false;
-    EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+    EVP_KDF_CTX* ctx = c->EVP_KDF_CTX_new(kdf);
     if (ctx == nullptr) return false;
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
     OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(digest), 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(prk.data()),
-                                          prk.size()),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                          const_cast<std::uint8_t*>(info.data()), info.size()),
-        OSSL_PARAM_construct_end(),
+        c->OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+        c->OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(digest), 0),
+        c->OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                             const_cast<std::uint8_t*>(prk.data()), prk.size()),
+        c->OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                             const_cast<std::uint8_t*>(info.data()), info.size()),
+        c->OSSL_PARAM_construct_end(),
     };
-    const bool ok = EVP_KDF_derive(ctx, out.data(), out.size(), params) == 1;
-    EVP_KDF_CTX_free(ctx);
+    const bool ok = c->EVP_KDF_derive(ctx, out.data(), out.size(), params) == 1;
+    c->EVP_KDF_CTX_free(ctx);
     return ok;
 }
 

@@ -1,7 +1,6 @@
 #include "session/background.h"
 
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <sealsock/agent_protocol.h>
 #include <sealsock/secret.h>
@@ -22,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "record/libcrypto.h"
 #include "session/log.h"
 #include "session/registry.h"
 #include "session/session.h"
@@ -290,7 +290,7 @@ void Thread::run() {
         sweep(now_ms());
         // OpenSSL's per-thread state (error queue, DRBGs) lives in this thread's TLS: free it
         // while idle, so a forked child (where this thread does not exist) inherits none of it.
-        OPENSSL_thread_stop();
+        if (const record::Libcrypto* c = record::libcrypto_if_loaded()) c->OPENSSL_thread_stop();
     }
 }
 

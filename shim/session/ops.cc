@@ -3,7 +3,6 @@
 //
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,6 +22,7 @@
 #include <shared_mutex>
 #include <vector>
 
+#include "record/libcrypto.h"
 #include "session/background.h"
 #include "session/exec_target.h"
 #include "session/log.h"
@@ -628,8 +628,11 @@ void for_each_name(F f) {
 
 // The program is about to put itself under seccomp (sys/confined.h): each view keeps its file
 // status flags (the filter may refuse fcntl). The config is not read here: the process may
-// already be chrooted with no file descriptor to spare (OpenSSH's child).
+// already be chrooted with no file descriptor to spare (OpenSSH's child). libcrypto is loaded
+// now if it is not yet (a program that links it, as OpenSSH does, has it already): the filter
+// may forbid the files and mappings a load needs. If this fails, the next seal reports why.
 void on_before_confinement() {
+    (void)record::libcrypto();
     for_each_view([](Session& s) { s.before_confinement(); });
 }
 
@@ -1081,7 +1084,8 @@ void arm_exit_handler() noexcept {
             // OpenSSL registers its cleanup when it initialises: make that happen first, so
             // that this handler, registered later, runs earlier. (Options 0 would return at
             // once; the config is what OpenSSL loads at its first use anyway.)
-            (void)OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
+            if (const record::Libcrypto* c = record::libcrypto())
+                (void)c->OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
             (void)std::atexit([] {
                 end_sessions();
                 background::park_for_exit();

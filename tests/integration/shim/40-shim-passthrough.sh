@@ -12,7 +12,10 @@
 #       open, dup2/dup3 onto it move it away first (SEALSOCK_TEST_PROTECT_FD);
 #   (b) real programs (cat, sha256sum, bash redirections, python3 subprocess and an asyncio echo
 #       over TCP loopback, curl or urllib against python3 -m http.server) give byte-identical
-#       output with and without the preload.
+#       output with and without the preload;
+#   (e) what the preload loads: a program that seals nothing maps the shim and libsodium, and no
+#       libcrypto, libssl, libfmt or libstdc++ it would not map without it (their loading was
+#       most of the shim's start-up cost; the record layer loads libcrypto at its first key).
 # Usage: 40-shim-passthrough.sh LIBSEALSOCK PROBE HOOKS_TXT plain|asan CXX
 set -euo pipefail
 
@@ -91,6 +94,25 @@ if awk '$2 != "libsealsock.so" {exit 1}' "$work/which" && [[ $(wc -l <"$work/whi
 else
     bad "some entry points do not resolve to the shim"
     grep -v ' libsealsock.so$' "$work/which" | sed 's/^/     /'
+fi
+
+# --- (e) what the preload loads ---------------------------------------------------------------
+# The shared objects cat maps, by file name, without and with the shim (in the sanitizer tree
+# both with ASan's runtime, which brings libstdc++ of its own).
+mapped() { awk '$6 ~ /\.so/ {n = split($6, p, "/"); print p[n]}' "$1" | sort -u; }
+if [[ $variant == asan ]]; then
+    env "${real_env[@]}" LD_PRELOAD="$rt" cat /proc/self/maps >"$work/maps.plain"
+else
+    cat /proc/self/maps >"$work/maps.plain"
+fi
+pre cat /proc/self/maps >"$work/maps.pre"
+comm -13 <(mapped "$work/maps.plain") <(mapped "$work/maps.pre") >"$work/maps.added"
+if grep -q '^libsealsock\.so$' "$work/maps.added" &&
+    ! grep -Eq '^lib(crypto|ssl|fmt|stdc\+\+)\.so' "$work/maps.added"; then
+    ok "a program that seals nothing loads no libcrypto, libssl, libfmt or libstdc++ with the shim"
+else
+    bad "the preload made a program that seals nothing load more than the shim needs"
+    sed 's/^/     added: /' "$work/maps.added"
 fi
 
 # --- (a) the probe's transcript -----------------------------------------------------------------
